@@ -1,0 +1,24 @@
+//go:build !unix && !windows
+
+package lock
+
+import (
+	"context"
+	"os"
+)
+
+func lockTry(f *os.File, mode Mode, off int64) error { return ErrUnsupported }
+
+func lockWait(ctx context.Context, f *os.File, mode Mode, off int64) error { return ErrUnsupported }
+
+func unlock(f *os.File, off int64) error { return nil }
+
+func closeFile(f *os.File) error { return f.Close() }
+
+func isUnsupported(err error) bool { return err == ErrUnsupported }
+
+func queryHolder(path string, off int64) (HolderInfo, error) { return HolderInfo{}, ErrUnsupported }
+
+func holderOf(f *os.File, off int64, search bool) (HolderInfo, error) {
+	return HolderInfo{}, ErrUnsupported
+}
