@@ -88,25 +88,17 @@ func ambiguous(name, base string, present map[string]bool) bool {
 	return false
 }
 
-// RemoveTemps removes the staged data files for dataPath, except keep (a full
-// path, or ""), and returns the paths it removed. Files that vanish meanwhile
-// are not an error.
-func RemoveTemps(dataPath, keep string) ([]string, error) {
-	names, err := TempNames(dataPath)
-	if err != nil {
-		return nil, err
-	}
+// RemoveFiles removes the files at paths and returns those it removed.
+// Files that vanished meanwhile count as removed.
+func RemoveFiles(paths []string) ([]string, error) {
 	var removed []string
 	var errs []error
-	for _, n := range names {
-		if n == keep {
-			continue
-		}
-		if err := os.Remove(n); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	for _, p := range paths {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
 			continue
 		}
-		removed = append(removed, n)
+		removed = append(removed, p)
 	}
 	return removed, errors.Join(errs...)
 }

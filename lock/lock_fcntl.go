@@ -34,11 +34,11 @@ import (
 )
 
 type inode struct {
-	readers int          // Shared holders in this process
-	writer  bool         // an Exclusive holder in this process
-	pending bool         // a kernel wait is under way
-	kernel  bool         // the kernel holds this process's lock
-	parked  []*os.File   // descriptors to close once nothing is held
+	readers int           // Shared holders in this process
+	writer  bool          // an Exclusive holder in this process
+	pending bool          // a kernel wait is under way
+	kernel  bool          // the kernel holds this process's lock
+	parked  []*os.File    // descriptors to close once nothing is held
 	changed chan struct{} // closed and replaced at every release
 }
 

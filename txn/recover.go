@@ -1,0 +1,161 @@
+package txn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/txnpair/txnpair/fsutil"
+)
+
+// Recovery says what recovery found and did at Begin, Read or View.
+type Recovery struct {
+	// RolledForward: a commit record was found and applied; the pair is
+	// the one that commit wrote.
+	RolledForward bool
+	// Discarded: a commit record was found that had never become a commit
+	// (torn, or its staged data never reached the data file) and was
+	// removed; the pair is the old one.
+	Discarded bool
+	// RemovedTemps lists the staged files of unfinished transactions that
+	// were removed.
+	RemovedTemps []string
+}
+
+// Recover runs recovery on the pair under the exclusive lock and reports what
+// it did. Begin, Read and View recover on their own; Recover is for tools.
+func Recover(ctx context.Context, metaPath, dataPath string, opts ...Option) (Recovery, error) {
+	tx, err := BeginContext(ctx, metaPath, dataPath, opts...)
+	if err != nil {
+		return Recovery{}, err
+	}
+	rec := tx.rec
+	return rec, tx.Rollback()
+}
+
+// recover brings the pair to a committed state. It runs under the exclusive
+// lock and is idempotent: each step checks the state the previous one left,
+// so a crash at any point is recovered by the next run.
+func (tx *Tx) recover() error {
+	c, p := &tx.cfg, &tx.p
+	fail := func(err error) error { return &Error{Op: "recover", Path: p.meta, Err: err} }
+	b, err := os.ReadFile(p.record)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return fail(err)
+	default:
+		if err := tx.applyRecord(b); err != nil {
+			return fail(err)
+		}
+	}
+	// Staged files left by transactions that crashed, or by a record just
+	// discarded.
+	names, err := fsutil.TempNames(p.data)
+	if err != nil {
+		return fail(err)
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	if err := c.step(StepRecoverRemoveTemps); err != nil {
+		return fail(err)
+	}
+	removed, err := fsutil.RemoveFiles(names)
+	tx.rec.RemovedTemps = removed
+	if len(removed) > 0 {
+		c.logger.Info("txnpair: removed staged files of unfinished transactions", "meta", p.meta, "files", removed)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	return nil
+}
+
+// applyRecord rolls the record b forward, or discards it if it never became
+// a commit.
+func (tx *Tx) applyRecord(b []byte) error {
+	c, p, full := &tx.cfg, &tx.p, tx.cfg.durability == Full
+	discard := func(why string) error {
+		if err := c.step(StepRecoverDiscard); err != nil {
+			return err
+		}
+		if err := os.Remove(p.record); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		tx.rec.Discarded = true
+		c.logger.Warn("txnpair: discarded a commit record that never committed; the pair is the old one",
+			"meta", p.meta, "data", p.data, "reason", why)
+		return nil
+	}
+	rec, err := decodeRecord(b)
+	if err != nil {
+		return discard(err.Error())
+	}
+	if rec.dataBase != filepath.Base(p.data) {
+		return fmt.Errorf("%w: the record is for %q, not %q", ErrForeignRecord, rec.dataBase, filepath.Base(p.data))
+	}
+	if rec.hasData {
+		staged := filepath.Join(filepath.Dir(p.data), rec.tempName)
+		fi, err := os.Lstat(staged)
+		switch {
+		case err == nil:
+			id, ierr := fsutil.PathID(staged)
+			if ierr != nil {
+				return ierr
+			}
+			if fi.Size() != rec.dataSize || id != rec.tempID {
+				// Under NoSync a power loss can tear the staged file;
+				// the rename never happened, so the pair is the old one.
+				return discard("the staged data file does not match the record")
+			}
+			if err := c.step(StepRecoverRenameData); err != nil {
+				return err
+			}
+			if err := replaceFile(staged, p.data, full); err != nil {
+				return err
+			}
+		case errors.Is(err, fs.ErrNotExist):
+			// Renamed already, or lost before the record was written.
+			id, ierr := fsutil.PathID(p.data)
+			dfi, serr := os.Stat(p.data)
+			if ierr != nil || serr != nil || id != rec.tempID || dfi.Size() != rec.dataSize {
+				return discard("the staged data file never reached the data file")
+			}
+		default:
+			return err
+		}
+	}
+	if rec.hasMeta {
+		if err := c.step(StepRecoverWriteMeta); err != nil {
+			return err
+		}
+		if err := tx.lk.WriteAll(rec.meta); err != nil {
+			return err
+		}
+	}
+	if err := c.step(StepRecoverSyncApplied); err != nil {
+		return err
+	}
+	if full {
+		syncs := []func() error{tx.lk.Sync}
+		if rec.hasData {
+			syncs = append(syncs, func() error { return fsutil.SyncDir(filepath.Dir(p.data)) })
+		}
+		if err := parallel(syncs...); err != nil {
+			return err
+		}
+	}
+	if err := c.step(StepRecoverRemoveRecord); err != nil {
+		return err
+	}
+	if err := os.Remove(p.record); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	tx.rec.RolledForward = true
+	c.logger.Info("txnpair: completed a commit interrupted by a crash", "meta", p.meta, "data", p.data)
+	return nil
+}

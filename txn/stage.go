@@ -1,0 +1,65 @@
+//go:build !windows
+
+package txn
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/google/renameio/v2"
+)
+
+// stagedFile is the new content of the data file, written to a temporary file
+// in the data file's own directory (so the rename cannot cross filesystems)
+// by renameio.
+type stagedFile struct {
+	pf     *renameio.PendingFile
+	target string
+	closed bool // closed by us rather than by renameio
+}
+
+func stage(target string, perm fs.FileMode) (*stagedFile, error) {
+	pf, err := renameio.NewPendingFile(target,
+		renameio.WithTempDir(filepath.Dir(target)),
+		renameio.WithPermissions(perm),
+		renameio.WithExistingPermissions())
+	if err != nil {
+		return nil, err
+	}
+	return &stagedFile{pf: pf, target: target}, nil
+}
+
+func (s *stagedFile) file() *os.File { return s.pf.File }
+func (s *stagedFile) name() string   { return s.pf.Name() }
+
+// replace renames the staged file over the target. With sync, renameio
+// syncs it first (a second, cheap sync when the commit already synced it);
+// the caller syncs the directory.
+func (s *stagedFile) replace(sync bool) error {
+	if sync {
+		return s.pf.CloseAtomicallyReplace()
+	}
+	s.closed = true
+	if err := s.pf.File.Close(); err != nil {
+		return err
+	}
+	return os.Rename(s.pf.Name(), s.target)
+}
+
+// discard removes the staged file; a no-op after a successful replace.
+func (s *stagedFile) discard() error {
+	if s.closed {
+		err := os.Remove(s.pf.Name())
+		if os.IsNotExist(err) {
+			return nil
+		}
+		return err
+	}
+	return s.pf.Cleanup()
+}
+
+// replaceFile renames a staged file left by a crashed commit over target.
+func replaceFile(staged, target string, sync bool) error {
+	return os.Rename(staged, target)
+}

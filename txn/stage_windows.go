@@ -1,0 +1,94 @@
+package txn
+
+import (
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"golang.org/x/sys/windows"
+)
+
+// stagedFile is the new content of the data file, written to a temporary file
+// in the data file's own directory. renameio exports nothing on Windows; the
+// file is named as renameio names its own (a dot, the target's base name,
+// digits) so that recovery treats both alike, and it replaces the target with
+// MoveFileEx.
+type stagedFile struct {
+	f      *os.File
+	target string
+	closed bool
+	done   bool
+}
+
+func stage(target string, perm fs.FileMode) (*stagedFile, error) {
+	prefix := filepath.Join(filepath.Dir(target), "."+filepath.Base(target))
+	for attempt := 0; ; attempt++ {
+		name := prefix + strconv.FormatInt(rand.Int64(), 10)
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
+		if err == nil {
+			return &stagedFile{f: f, target: target}, nil
+		}
+		if !os.IsExist(err) || attempt == 100 {
+			return nil, err
+		}
+	}
+}
+
+func (s *stagedFile) file() *os.File { return s.f }
+func (s *stagedFile) name() string   { return s.f.Name() }
+
+func (s *stagedFile) replace(sync bool) error {
+	if sync {
+		if err := s.f.Sync(); err != nil {
+			return err
+		}
+	}
+	s.closed = true
+	if err := s.f.Close(); err != nil {
+		return err
+	}
+	if err := replaceFile(s.f.Name(), s.target, sync); err != nil {
+		return err
+	}
+	s.done = true
+	return nil
+}
+
+func (s *stagedFile) discard() error {
+	if s.done {
+		return nil
+	}
+	if !s.closed {
+		s.closed = true
+		s.f.Close()
+	}
+	err := os.Remove(s.f.Name())
+	if os.IsNotExist(err) {
+		return nil
+	}
+	return err
+}
+
+// replaceFile moves staged over target. MOVEFILE_WRITE_THROUGH makes the call
+// return only once the move is flushed to disk, which is what a directory sync
+// does on Unix.
+func replaceFile(staged, target string, sync bool) error {
+	from, err := windows.UTF16PtrFromString(staged)
+	if err != nil {
+		return err
+	}
+	to, err := windows.UTF16PtrFromString(target)
+	if err != nil {
+		return err
+	}
+	flags := uint32(windows.MOVEFILE_REPLACE_EXISTING)
+	if sync {
+		flags |= windows.MOVEFILE_WRITE_THROUGH
+	}
+	if err := windows.MoveFileEx(from, to, flags); err != nil {
+		return &os.LinkError{Op: "MoveFileEx", Old: staged, New: target, Err: err}
+	}
+	return nil
+}
