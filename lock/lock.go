@@ -322,6 +322,11 @@ func openFile(path string, mode Mode, perm fs.FileMode) (*os.File, error) {
 	}
 	f, err := os.OpenFile(path, flag, perm)
 	if err != nil {
+		// Opening a directory for writing, or with O_CREATE, fails
+		// before the check below could run.
+		if fi, serr := os.Stat(path); serr == nil && !fi.Mode().IsRegular() {
+			err = &fs.PathError{Op: "open", Path: path, Err: ErrNotRegular}
+		}
 		return nil, err
 	}
 	fi, err := f.Stat()
