@@ -219,3 +219,5 @@ func (c *lockServer) exit() {
 	c.send("exit")
 	require.NoError(c.t, c.cmd.Wait())
 }
+
+func itoa(i int) string { return strconv.Itoa(i) }
