@@ -24,6 +24,10 @@ type FileID struct {
 // FileIDOf returns the identity of the open file f.
 func FileIDOf(f *os.File) (FileID, error) { return fileIDOf(f) }
 
+// InfoID returns the identity of the open file f, whose FileInfo fi the
+// caller already has; on Unix it costs no system call.
+func InfoID(f *os.File, fi os.FileInfo) (FileID, error) { return infoID(f, fi) }
+
 // PathID returns the identity of the file at path, following symbolic links.
 func PathID(path string) (FileID, error) { return pathID(path) }
 

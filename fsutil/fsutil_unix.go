@@ -4,6 +4,7 @@ package fsutil
 
 import (
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -34,4 +35,11 @@ func syncDir(dir string) error {
 		err = cerr
 	}
 	return err
+}
+
+func infoID(f *os.File, fi os.FileInfo) (FileID, error) {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return FileID{Dev: uint64(st.Dev), Ino: uint64(st.Ino)}, nil
+	}
+	return fileIDOf(f)
 }

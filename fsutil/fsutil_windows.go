@@ -72,3 +72,5 @@ func fsType(path string) (string, error) {
 		return s, nil
 	}
 }
+
+func infoID(f *os.File, fi os.FileInfo) (FileID, error) { return fileIDOf(f) }

@@ -285,7 +285,7 @@ func acquire(ctx context.Context, op, path string, mode Mode, wait bool, opts []
 	}
 	start := time.Now()
 	for {
-		f, err := openFile(path, mode, c.perm)
+		f, id, err := openFile(path, mode, c.perm)
 		if err != nil {
 			e.Err = err
 			return nil, e
@@ -298,7 +298,7 @@ func acquire(ctx context.Context, op, path string, mode Mode, wait bool, opts []
 		if err != nil {
 			return nil, failed(e, f, err, start)
 		}
-		same, err := fsutil.SameFile(f, path)
+		same, err := stillAt(id, path)
 		if err == nil && same {
 			return &Lock{f: f, path: path, off: c.offset, mode: mode}, nil
 		}
@@ -313,9 +313,9 @@ func acquire(ctx context.Context, op, path string, mode Mode, wait bool, opts []
 	}
 }
 
-// openFile opens path for a lock in mode and checks that it is a regular
-// file: a read-only open of a directory would succeed.
-func openFile(path string, mode Mode, perm fs.FileMode) (*os.File, error) {
+// openFile opens path for a lock in mode, checks that it is a regular file
+// (a read-only open of a directory would succeed) and returns its identity.
+func openFile(path string, mode Mode, perm fs.FileMode) (*os.File, fsutil.FileID, error) {
 	flag := os.O_RDWR | os.O_CREATE
 	if mode == Shared {
 		flag = os.O_RDONLY | os.O_CREATE
@@ -327,17 +327,30 @@ func openFile(path string, mode Mode, perm fs.FileMode) (*os.File, error) {
 		if fi, serr := os.Stat(path); serr == nil && !fi.Mode().IsRegular() {
 			err = &fs.PathError{Op: "open", Path: path, Err: ErrNotRegular}
 		}
-		return nil, err
+		return nil, fsutil.FileID{}, err
 	}
 	fi, err := f.Stat()
 	if err == nil && !fi.Mode().IsRegular() {
 		err = &fs.PathError{Op: "open", Path: path, Err: ErrNotRegular}
 	}
+	var id fsutil.FileID
+	if err == nil {
+		id, err = fsutil.InfoID(f, fi)
+	}
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, fsutil.FileID{}, err
 	}
-	return f, nil
+	return f, id, nil
+}
+
+// stillAt reports whether path still names the file whose identity is id.
+func stillAt(id fsutil.FileID, path string) (bool, error) {
+	pid, err := fsutil.PathID(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil && pid == id, err
 }
 
 // failed fills in e for a failed lock attempt on f, then closes f.
@@ -413,9 +426,7 @@ func (l *Lock) Release() error {
 		return err
 	}
 	l.f = nil
-	uerr := unlock(f, l.off)
-	cerr := closeFile(f)
-	if err := errors.Join(uerr, cerr); err != nil {
+	if err := releaseFile(f, l.off); err != nil {
 		return l.errorf("release", err)
 	}
 	return nil
@@ -434,20 +445,14 @@ func (l *Lock) ReadAll() ([]byte, error) {
 	if err != nil {
 		return nil, l.errorf("read", err)
 	}
-	buf := make([]byte, 0, fi.Size()+1)
-	for {
-		n, err := f.ReadAt(buf[len(buf):cap(buf)], int64(len(buf)))
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return nil, l.errorf("read", err)
-		}
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
+	// The lock keeps writers that honour it out, so the size is stable: one
+	// read of that many bytes is the whole file.
+	buf := make([]byte, fi.Size())
+	n, err := f.ReadAt(buf, 0)
+	if err != nil && err != io.EOF {
+		return nil, l.errorf("read", err)
 	}
+	return buf[:n], nil
 }
 
 // WriteAll replaces the content of the locked file with p, in place through

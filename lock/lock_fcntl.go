@@ -298,3 +298,8 @@ func holderOf(f *os.File, off int64, search bool) (HolderInfo, error) {
 	}
 	return h, nil
 }
+
+// releaseFile drops the lock on f and closes it.
+func releaseFile(f *os.File, off int64) error {
+	return errors.Join(unlock(f, off), closeFile(f))
+}

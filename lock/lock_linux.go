@@ -43,9 +43,24 @@ func flockT(mode Mode, off int64) unix.Flock_t {
 	return unix.Flock_t{Type: t, Whence: 0, Start: off, Len: 1}
 }
 
+// fcntlFlock runs an fcntl lock command on f's descriptor. It goes through
+// SyscallConn rather than f.Fd, which would cost two more fcntl calls to put
+// the descriptor in blocking mode.
+func fcntlFlock(f *os.File, cmd int, lk *unix.Flock_t) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = unix.FcntlFlock(fd, cmd, lk) }); err != nil {
+		return err
+	}
+	return ferr
+}
+
 func lockTry(f *os.File, mode Mode, off int64) error {
 	lk := flockT(mode, off)
-	err := unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk)
+	err := fcntlFlock(f, unix.F_OFD_SETLK, &lk)
 	if err == unix.EAGAIN || err == unix.EACCES {
 		return errWouldBlock
 	}
@@ -58,7 +73,12 @@ func lockWait(ctx context.Context, f *os.File, mode Mode, off int64) error {
 		return err
 	}
 	if ctx.Done() == nil {
-		return setlkw(int(f.Fd()), mode, off)
+		lk := flockT(mode, off)
+		for {
+			if err := fcntlFlock(f, unix.F_OFD_SETLKW, &lk); err != unix.EINTR {
+				return err
+			}
+		}
 	}
 	return waitCancelable(ctx, f, mode, off)
 }
@@ -79,7 +99,14 @@ func setlkw(fd int, mode Mode, off int64) error {
 const resignal = 50 * time.Millisecond
 
 func waitCancelable(ctx context.Context, f *os.File, mode Mode, off int64) error {
-	wfd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	wfd := -1
+	if cerr := rc.Control(func(fd uintptr) { wfd, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); cerr != nil {
+		return cerr
+	}
 	if err != nil {
 		return err
 	}
@@ -160,8 +187,12 @@ var sinkFile *os.File
 
 func unlock(f *os.File, off int64) error {
 	lk := unix.Flock_t{Type: unix.F_UNLCK, Whence: 0, Start: off, Len: 1}
-	return unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk)
+	return fcntlFlock(f, unix.F_OFD_SETLK, &lk)
 }
+
+// releaseFile drops the lock by closing f: an open file description lock
+// ends when its last descriptor closes, and f's is the only one.
+func releaseFile(f *os.File, off int64) error { return f.Close() }
 
 func closeFile(f *os.File) error { return f.Close() }
 
@@ -185,7 +216,7 @@ func queryHolder(path string, off int64) (HolderInfo, error) {
 // open file description; with search set, the latter is looked up in /proc.
 func holderOf(f *os.File, off int64, search bool) (HolderInfo, error) {
 	lk := flockT(Exclusive, off)
-	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_GETLK, &lk); err != nil {
+	if err := fcntlFlock(f, unix.F_OFD_GETLK, &lk); err != nil {
 		return HolderInfo{}, err
 	}
 	if lk.Type == unix.F_UNLCK {

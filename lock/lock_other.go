@@ -4,6 +4,7 @@ package lock
 
 import (
 	"context"
+	"errors"
 	"os"
 )
 
@@ -21,4 +22,9 @@ func queryHolder(path string, off int64) (HolderInfo, error) { return HolderInfo
 
 func holderOf(f *os.File, off int64, search bool) (HolderInfo, error) {
 	return HolderInfo{}, ErrUnsupported
+}
+
+// releaseFile drops the lock on f and closes it.
+func releaseFile(f *os.File, off int64) error {
+	return errors.Join(unlock(f, off), closeFile(f))
 }

@@ -137,3 +137,8 @@ func holderOf(f *os.File, off int64, search bool) (HolderInfo, error) {
 		return HolderInfo{}, err
 	}
 }
+
+// releaseFile drops the lock on f and closes it.
+func releaseFile(f *os.File, off int64) error {
+	return errors.Join(unlock(f, off), closeFile(f))
+}

@@ -18,11 +18,19 @@ import (
 //
 // Read holds the whole data file in memory; View streams it.
 func Read(ctx context.Context, metaPath, dataPath string, opts ...Option) (meta, data []byte, err error) {
-	err = View(ctx, metaPath, dataPath, func(m []byte, r io.Reader) error {
-		meta = m
-		data, err = io.ReadAll(r)
-		return err
-	}, opts...)
+	err = withReadLock(ctx, metaPath, dataPath, opts, func(p pair, lk *lock.Lock) error {
+		if meta, err = lk.ReadAll(); err != nil {
+			return &Error{Op: "read", Path: p.meta, Err: err}
+		}
+		data, err = os.ReadFile(p.data)
+		if errors.Is(err, fs.ErrNotExist) {
+			data, err = nil, nil
+		}
+		if err != nil {
+			return &Error{Op: "read", Path: p.data, Err: err}
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -33,6 +41,24 @@ func Read(ctx context.Context, metaPath, dataPath string, opts ...Option) (meta,
 // data file, under the shared lock, which it holds until fn returns. Like
 // Read, it completes a pending commit first. fn must not keep the reader.
 func View(ctx context.Context, metaPath, dataPath string, fn func(meta []byte, data io.Reader) error, opts ...Option) error {
+	return withReadLock(ctx, metaPath, dataPath, opts, func(p pair, lk *lock.Lock) error {
+		meta, err := lk.ReadAll()
+		if err != nil {
+			return &Error{Op: "read", Path: p.meta, Err: err}
+		}
+		r, err := openData(p.data)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		return fn(meta, r)
+	})
+}
+
+// withReadLock calls fn with the pair locked against commits: under the
+// shared lock, or, when a commit record is pending, under the exclusive lock
+// after recovery.
+func withReadLock(ctx context.Context, metaPath, dataPath string, opts []Option, fn func(pair, *lock.Lock) error) error {
 	cfg := newConfig(opts)
 	p, err := resolvePair("read", metaPath, dataPath)
 	if err != nil {
@@ -51,21 +77,8 @@ func View(ctx context.Context, metaPath, dataPath string, fn func(meta []byte, d
 			return err
 		}
 		defer tx.Rollback()
-		return view(p, tx.lk, fn)
+		return fn(tx.p, tx.lk)
 	}
 	defer lk.Release()
-	return view(p, lk, fn)
-}
-
-func view(p pair, lk *lock.Lock, fn func([]byte, io.Reader) error) error {
-	meta, err := lk.ReadAll()
-	if err != nil {
-		return &Error{Op: "read", Path: p.meta, Err: err}
-	}
-	r, err := openData(p.data)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	return fn(meta, r)
+	return fn(p, lk)
 }
