@@ -1,0 +1,384 @@
+// Package txn_test is the black-box system test suite of txnpair: it drives
+// the public API of txn and lock from outside, in several processes, and
+// checks the contract of txn.Commit against process crashes at every step,
+// power loss on real filesystems, concurrent writers (conda's protocol
+// included), bad input, failing filesystems and corrupt leftovers.
+//
+// Multi-process tests re-run this test binary: the copy runs only
+// TestHelperProcess, with the environment variable envRole naming what it is
+// to do. A child reports on its standard output, one line per event, so that
+// the parent learns what happened before the child was killed.
+//
+// The crash point is txn.WithStepHook: the hook runs before each named step
+// of Commit and of recovery, and a child's hook kills its own process (or
+// shuts the filesystem down) at the step under test.
+package txn_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/txnpair/txnpair/fsutil"
+	"github.com/txnpair/txnpair/txn"
+)
+
+// Environment of a child process.
+const (
+	envRole     = "TXNPAIR_TEST_ROLE"     // what the child does; empty in the parent
+	envMeta     = "TXNPAIR_TEST_META"     // the metadata path
+	envData     = "TXNPAIR_TEST_DATA"     // the data path
+	envMode     = "TXNPAIR_TEST_MODE"     // what a commit replaces: pair, data or meta
+	envDur      = "TXNPAIR_TEST_DUR"      // durability: full or nosync
+	envCrashAt  = "TXNPAIR_TEST_CRASH_AT" // the step at which the child crashes
+	envCrashHow = "TXNPAIR_TEST_CRASH"    // how it crashes: kill or shutdown
+	envMount    = "TXNPAIR_TEST_MOUNT"    // the mount point to shut down
+	envRecover  = "TXNPAIR_TEST_RECOVER"  // "1": a reader runs txn.Recover before txn.Read
+)
+
+// Pseudo-steps at which a child crashes outside Commit and recovery.
+const (
+	// afterCommit: Commit returned nil (the child has reported it).
+	afterCommit txn.Step = "test.after-commit"
+	// afterRead: Read returned (the child has reported what it read).
+	afterRead txn.Step = "test.after-read"
+)
+
+// childTimeout bounds one child process; a child that hangs this long has
+// deadlocked.
+const childTimeout = 2 * time.Minute
+
+// Kinds of commit: what a transaction replaces.
+const (
+	modePair = "pair" // metadata and data
+	modeData = "data" // data only
+	modeMeta = "meta" // metadata only
+)
+
+var modes = []string{modePair, modeData, modeMeta}
+
+var durabilities = map[string]txn.Durability{"full": txn.Full, "nosync": txn.NoSync}
+
+// A version of the pair's content: old is the pair before the commit under
+// test, new the pair it writes.
+type version struct{ meta, data []byte }
+
+// dataSize is the size of test data files: several pages and more than
+// txn's write buffer, so that a torn data file is possible and visible.
+const dataSize = 200 << 10
+
+func makeVersion(name string) version {
+	data := make([]byte, dataSize)
+	for i := range data {
+		data[i] = name[i%len(name)] ^ byte(i/len(name))
+	}
+	sum := sha256.Sum256(data)
+	meta := fmt.Sprintf("{\n  \"version\": %q,\n  \"sha256\": %q\n}\n", name, hex.EncodeToString(sum[:]))
+	return version{meta: []byte(meta), data: data}
+}
+
+var (
+	oldPair = makeVersion("old")
+	newPair = makeVersion("new")
+)
+
+// expected returns what the pair is after a commit of kind mode of newPair
+// over oldPair.
+func (v version) after(mode string, from version) version {
+	switch mode {
+	case modeData:
+		return version{meta: from.meta, data: v.data}
+	case modeMeta:
+		return version{meta: v.meta, data: from.data}
+	}
+	return v
+}
+
+func (v version) String() string {
+	d := sha256.Sum256(v.data)
+	return fmt.Sprintf("meta %q, data sha256 %x (%d bytes)", firstLine(v.meta), d[:6], len(v.data))
+}
+
+func firstLine(b []byte) string {
+	s := strings.ReplaceAll(string(b), "\n", " ")
+	if len(s) > 60 {
+		s = s[:60] + "..."
+	}
+	return s
+}
+
+func (v version) equal(w version) bool {
+	return bytes.Equal(v.meta, w.meta) && bytes.Equal(v.data, w.data)
+}
+
+// pairIn returns the metadata and data paths of the pair in dir, named as
+// conda names its cache files.
+func pairIn(dir string) (meta, data string) {
+	return filepath.Join(dir, "497deca9.info.json"), filepath.Join(dir, "497deca9.json")
+}
+
+// writePair puts v in place with plain writes, as a starting state.
+func writePair(t testing.TB, meta, data string, v version) {
+	t.Helper()
+	require.NoError(t, os.WriteFile(meta, v.meta, 0o644))
+	require.NoError(t, os.WriteFile(data, v.data, 0o644))
+}
+
+// readPair reads the pair with txn.Read.
+func readPair(t testing.TB, meta, data string, opts ...txn.Option) version {
+	t.Helper()
+	m, d, err := txn.Read(context.Background(), meta, data, opts...)
+	require.NoError(t, err, "txn.Read")
+	return version{meta: m, data: d}
+}
+
+// leftovers lists the files in the pair's directories that are neither the
+// metadata nor the data file: staged data files, commit records, anything.
+func leftovers(t testing.TB, meta, data string) []string {
+	t.Helper()
+	var out []string
+	seen := map[string]bool{}
+	for _, dir := range []string{filepath.Dir(meta), filepath.Dir(data)} {
+		if seen[dir] {
+			continue
+		}
+		seen[dir] = true
+		entries, err := os.ReadDir(dir)
+		require.NoError(t, err)
+		for _, e := range entries {
+			p := filepath.Join(dir, e.Name())
+			if p != meta && p != data && e.Name() != "lost+found" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// assertClean checks that nothing but the pair is left beside it after a
+// Read. Read completes a pending commit record but, to keep the read path
+// free of directory scans, leaves the staged data file of a commit that died
+// before writing its record to the next Begin; assertClean then runs
+// txn.Recover and checks that it removes exactly those.
+func assertClean(t testing.TB, meta, data string) {
+	t.Helper()
+	left := leftovers(t, meta, data)
+	for _, p := range left {
+		assert.True(t, fsutil.IsTempName(filepath.Base(p), filepath.Base(data)),
+			"Read left %s, which is not a staged data file", p)
+	}
+	rec, err := txn.Recover(context.Background(), meta, data)
+	require.NoError(t, err, "txn.Recover")
+	assert.ElementsMatch(t, left, rec.RemovedTemps, "txn.Recover removed other files than those left")
+	assert.False(t, rec.RolledForward || rec.Discarded, "Read left a commit record: %+v", rec)
+	assert.Empty(t, leftovers(t, meta, data), "files left beside the pair after recovery")
+}
+
+// isOurLeftover reports whether the base name is a file that txn leaves
+// beside the pair while a transaction runs.
+func isOurLeftover(name, meta, data string) bool {
+	return fsutil.IsTempName(name, filepath.Base(data)) || name == filepath.Base(fsutil.RecordPath(meta))
+}
+
+// child is a re-run of this test binary in a role.
+type child struct {
+	env    []string
+	stdout bytes.Buffer
+	stderr bytes.Buffer
+	err    error // from Wait
+}
+
+// runChild runs the test binary as a child in role with extra environment
+// variables (KEY=value) and waits for it. It fails the test if the child does
+// not end within childTimeout.
+func runChild(t testing.TB, role string, env ...string) *child {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), childTimeout)
+	defer cancel()
+	c := &child{env: append([]string{envRole + "=" + role}, env...)}
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd.Env = append(os.Environ(), c.env...)
+	cmd.Stdout, cmd.Stderr = &c.stdout, &c.stderr
+	c.err = cmd.Run()
+	require.NoError(t, ctx.Err(), "child %v did not end within %v (deadlock?); stderr:\n%s", c.env, childTimeout, c.stderr.String())
+	return c
+}
+
+// events returns the child's report lines.
+func (c *child) events() []string {
+	var out []string
+	sc := bufio.NewScanner(bytes.NewReader(c.stdout.Bytes()))
+	for sc.Scan() {
+		out = append(out, sc.Text())
+	}
+	return out
+}
+
+// has reports whether the child reported the event.
+func (c *child) has(event string) bool { return slices.Contains(c.events(), event) }
+
+// value returns the rest of the first report line that starts with prefix
+// and a space.
+func (c *child) value(prefix string) (string, bool) {
+	for _, e := range c.events() {
+		if v, ok := strings.CutPrefix(e, prefix+" "); ok {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+func (c *child) String() string {
+	return fmt.Sprintf("child %v: %v\nstdout:\n%s\nstderr:\n%s", c.env, c.err, c.stdout.String(), c.stderr.String())
+}
+
+// TestHelperProcess is not a test: it is the body of the child processes
+// that other tests start. In a normal run it returns at once.
+func TestHelperProcess(t *testing.T) {
+	role := os.Getenv(envRole)
+	if role == "" {
+		t.Skip("only a helper for child processes")
+	}
+	code := 0
+	if err := childMain(role); err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		code = 3
+	}
+	os.Exit(code)
+}
+
+func childMain(role string) error {
+	switch role {
+	case "commit":
+		return childCommit()
+	case "read":
+		return childRead()
+	case "stress":
+		return childStress()
+	case "badinput":
+		return childBadInput()
+	}
+	return fmt.Errorf("unknown role %q", role)
+}
+
+// report writes one event line to the parent. Standard output is unbuffered,
+// so the line is out before a crash that follows.
+func report(format string, args ...any) {
+	fmt.Fprintf(os.Stdout, format+"\n", args...)
+}
+
+// crashOpts returns the options of a child that crashes at the step named
+// in its environment, reporting "crash <step>" first. It also reports every
+// step it passes as "step <step>".
+func crashOpts() ([]txn.Option, func(txn.Step)) {
+	at := txn.Step(os.Getenv(envCrashAt))
+	crash := func(s txn.Step) {
+		report("crash %s", s)
+		crashNow()
+	}
+	hook := func(s txn.Step) error {
+		report("step %s", s)
+		if s == at {
+			crash(s)
+		}
+		return nil
+	}
+	opts := []txn.Option{txn.WithStepHook(hook)}
+	if d, ok := durabilities[os.Getenv(envDur)]; ok {
+		opts = append(opts, txn.WithDurability(d))
+	}
+	maybe := func(s txn.Step) {
+		if s == at {
+			crash(s)
+		}
+	}
+	return opts, maybe
+}
+
+// crashNow ends the process as a crash would: SIGKILL (TerminateProcess on
+// Windows), or, with envCrashHow=shutdown, a filesystem shutdown that drops
+// everything not yet durable, as a power loss does, followed by an exit.
+func crashNow() {
+	if os.Getenv(envCrashHow) == "shutdown" {
+		if err := shutdownFS(os.Getenv(envMount)); err != nil {
+			report("shutdown-failed %v", err)
+			os.Exit(4)
+		}
+		os.Exit(0)
+	}
+	p, err := os.FindProcess(os.Getpid())
+	if err == nil {
+		p.Kill()
+	}
+	select {} // the kill is on its way
+}
+
+// childCommit commits newPair over the pair in the mode named by envMode.
+func childCommit() error {
+	meta, data := os.Getenv(envMeta), os.Getenv(envData)
+	opts, maybeCrash := crashOpts()
+	tx, err := txn.Begin(meta, data, opts...)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	mode := os.Getenv(envMode)
+	if mode != modeData {
+		if _, err := tx.Meta().Write(newPair.meta); err != nil {
+			return err
+		}
+	}
+	if mode != modeMeta {
+		if _, err := tx.Data().Write(newPair.data); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		report("commit-error %v", err)
+		return err
+	}
+	report("committed")
+	maybeCrash(afterCommit)
+	return nil
+}
+
+// childRead reads the pair, recovering it (with txn.Recover first when
+// envRecover is 1), and reports what it read as
+// "read <digest>".
+func childRead() error {
+	meta, data := os.Getenv(envMeta), os.Getenv(envData)
+	opts, maybeCrash := crashOpts()
+	if os.Getenv(envRecover) == "1" {
+		if _, err := txn.Recover(context.Background(), meta, data, opts...); err != nil {
+			return err
+		}
+	}
+	m, d, err := txn.Read(context.Background(), meta, data, opts...)
+	if err != nil {
+		return err
+	}
+	report("read %s", digest(version{meta: m, data: d}))
+	maybeCrash(afterRead)
+	return nil
+}
+
+// digest names a version compactly for reports.
+func digest(v version) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%d:", len(v.meta))
+	h.Write(v.meta)
+	h.Write(v.data)
+	return hex.EncodeToString(h.Sum(nil))
+}

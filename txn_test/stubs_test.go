@@ -1,0 +1,4 @@
+package txn_test
+
+func childStress() error   { return nil }
+func childBadInput() error { return nil }
