@@ -1,0 +1,198 @@
+//go:build unix
+
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/txnpair/txnpair/txn"
+)
+
+// Targets of scenario 3.
+const (
+	// scalingTarget is the least aggregate rate of scalingProcs processes,
+	// as a share of one process's rate.
+	scalingTarget = 0.8
+	scalingProcs  = 8
+	// fairnessTarget is the least share of the mean that the process with
+	// the fewest commits may have.
+	fairnessTarget = 1.0 / 3
+	// startDelay lets every child reach its start line before the clock
+	// starts.
+	startDelay = 50 * time.Millisecond
+)
+
+// contention is scenario 3.
+func (b *bench) contention() ([]row, error) {
+	var rows []row
+	for _, d := range []txn.Durability{txn.NoSync, txn.Full} {
+		var single float64
+		for _, n := range b.set.procs {
+			b.logf("contention %s, %d processes", d, n)
+			counts, err := b.commitRace(d, n)
+			if err != nil {
+				return nil, fmt.Errorf("%s, %d processes: %w", d, n, err)
+			}
+			b.logf("commits per process: %v", counts)
+			total, fewest := 0, counts[0]
+			for _, c := range counts {
+				total += c
+				fewest = min(fewest, c)
+			}
+			rate := float64(total) / b.set.window.Seconds()
+			scen := fmt.Sprintf("3. contention, %s, %d process", d, n)
+			if n == 1 {
+				single = rate
+				rows = append(rows, row{Scenario: scen, Metric: "commits/s", Unit: unitRate, Ours: rate, N: n})
+				continue
+			}
+			scen += "es"
+			agg := row{Scenario: scen, Metric: "aggregate commits/s", Unit: unitRate, Ours: rate, N: n}
+			if single > 0 {
+				agg.Base, agg.BaseName, agg.Ratio = single, "1 process", rate/single
+				if n == scalingProcs {
+					agg.Target = fmt.Sprintf("≥ %.2g×", scalingTarget)
+					agg.Met = ptr(agg.Ratio >= scalingTarget)
+				}
+			}
+			mean := float64(total) / float64(n)
+			fair := row{
+				Scenario: scen, Metric: "fewest ÷ mean commits per process", Unit: unitRatio, N: n,
+				Target: fmt.Sprintf("≥ %.2f", fairnessTarget),
+				Note:   fmt.Sprintf("fewest %d, mean %.0f", fewest, mean),
+			}
+			if mean > 0 {
+				fair.Ours = float64(fewest) / mean
+			}
+			fair.Met = ptr(fair.Ours >= fairnessTarget)
+			rows = append(rows, agg, fair)
+		}
+	}
+	return rows, nil
+}
+
+// commitRace starts n child processes that commit to one pair for the
+// window, all starting and stopping at the same instant, and returns how
+// many commits each completed within it.
+func (b *bench) commitRace(d txn.Durability, n int) ([]int, error) {
+	dir, err := b.subdir(fmt.Sprintf("race-%s-%d", d, n))
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	p := newPair(dir)
+	type proc struct {
+		cmd    *exec.Cmd
+		in     io.WriteCloser
+		out    *bufio.Reader
+		stderr bytes.Buffer
+	}
+	procs := make([]*proc, n)
+	defer func() {
+		for _, c := range procs {
+			if c != nil {
+				c.in.Close()
+				c.cmd.Wait()
+			}
+		}
+	}()
+	for i := range procs {
+		c := &proc{}
+		c.cmd = exec.CommandContext(b.ctx, self(), childFlag, "commit",
+			"-meta", p.meta, "-data", p.data, "-durability", d.String(), "-id", fmt.Sprint(i))
+		c.cmd.Stderr = &c.stderr
+		if c.in, err = c.cmd.StdinPipe(); err != nil {
+			return nil, err
+		}
+		out, err := c.cmd.StdoutPipe()
+		if err != nil {
+			return nil, err
+		}
+		if err := c.cmd.Start(); err != nil {
+			return nil, err
+		}
+		c.out = bufio.NewReader(out)
+		procs[i] = c
+	}
+	fail := func(c *proc, err error) error {
+		return fmt.Errorf("child: %w (%s)", err, strings.TrimSpace(c.stderr.String()))
+	}
+	for _, c := range procs {
+		if s, err := readLine(c.out); err != nil || s != "ready" {
+			return nil, fail(c, fmt.Errorf("said %q, %v", s, err))
+		}
+	}
+	start := monoNow() + startDelay
+	end := start + b.set.window
+	for _, c := range procs {
+		if _, err := fmt.Fprintf(c.in, "go %d %d\n", start, end); err != nil {
+			return nil, fail(c, err)
+		}
+	}
+	counts := make([]int, n)
+	for i, c := range procs {
+		s, err := readLine(c.out)
+		if err == nil {
+			_, err = fmt.Sscanf(s, "done %d", &counts[i])
+		}
+		if err != nil {
+			return nil, fail(c, fmt.Errorf("said %q, %v", s, err))
+		}
+	}
+	return counts, nil
+}
+
+// childCommit is the child's side of commitRace: it says "ready", waits for
+// "go start end" (monotonic nanoseconds), commits from start on and says
+// "done" and how many commits it completed by end.
+func childCommit(args []string) error {
+	fl := flag.NewFlagSet("commit", flag.ContinueOnError)
+	meta := fl.String("meta", "", "metadata file")
+	data := fl.String("data", "", "data file")
+	dur := fl.String("durability", "full", "full or nosync")
+	id := fl.Int("id", 0, "this child's number")
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	d := txn.Full
+	switch *dur {
+	case txn.Full.String():
+	case txn.NoSync.String():
+		d = txn.NoSync
+	default:
+		return fmt.Errorf("unknown durability %q", *dur)
+	}
+	p := pairPaths{meta: *meta, data: *data}
+	payloadData := payload(smallData, uint64(*id))
+	fmt.Println("ready")
+	line, err := readLine(bufio.NewReader(os.Stdin))
+	if err != nil {
+		return err
+	}
+	var start, end int64
+	if _, err := fmt.Sscanf(line, "go %d %d", &start, &end); err != nil {
+		return errors.New("expected go start end, got " + line)
+	}
+	sleepUntil(time.Duration(start))
+	count := 0
+	for {
+		if err := commitTxn(p, bytes.NewReader(payloadData), metaFor(*id<<24|count), d); err != nil {
+			return err
+		}
+		if monoNow() > time.Duration(end) {
+			break
+		}
+		count++
+	}
+	fmt.Println("done", count)
+	return nil
+}
