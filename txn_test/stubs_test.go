@@ -1,4 +1,3 @@
 package txn_test
 
-func childStress() error   { return nil }
 func childBadInput() error { return nil }
