@@ -316,9 +316,9 @@ func acquire(ctx context.Context, op, path string, mode Mode, wait bool, opts []
 // openFile opens path for a lock in mode, checks that it is a regular file
 // (a read-only open of a directory would succeed) and returns its identity.
 func openFile(path string, mode Mode, perm fs.FileMode) (*os.File, fsutil.FileID, error) {
-	flag := os.O_RDWR | os.O_CREATE
+	flag := os.O_RDWR | os.O_CREATE | openNonblock
 	if mode == Shared {
-		flag = os.O_RDONLY | os.O_CREATE
+		flag = os.O_RDONLY | os.O_CREATE | openNonblock
 	}
 	f, err := os.OpenFile(path, flag, perm)
 	if err != nil {

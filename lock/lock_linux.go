@@ -110,50 +110,82 @@ func waitCancelable(ctx context.Context, f *os.File, mode Mode, off int64) error
 	if err != nil {
 		return err
 	}
-	tidc := make(chan int, 1)
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		tidc <- unix.Gettid()
-		done <- setlkw(wfd, mode, off)
-	}()
-	tid := <-tidc
-	select {
-	case err := <-done:
-		unix.Close(wfd)
-		return err
-	case <-ctx.Done():
-	}
-
-	sink, err := cancelSink()
-	if err != nil {
-		// Without a sink the wait cannot be redirected; wait it out and
-		// drop the lock if it came.
-		err := <-done
-		unix.Close(wfd)
-		if err == nil {
-			unlock(f, off)
-		}
+	// The caller's own thread waits in the kernel, so a release wakes it
+	// directly; a function registered with context.AfterFunc, run only if
+	// ctx ends first, cancels the wait. st.state moves from waiting to either
+	// finished (set by the waiter when fcntl returns) or cancelling (set by
+	// the canceller before it redirects wfd), under st.mu, so the canceller
+	// never touches wfd or signals the thread once the waiter has moved on.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	st := &waitState{tid: unix.Gettid(), wfd: wfd, finished: make(chan struct{})}
+	stop := context.AfterFunc(ctx, st.cancel)
+	err = setlkw(wfd, mode, off)
+	stop()
+	st.mu.Lock()
+	cancelled := st.state == cancelling
+	st.state = finished
+	st.mu.Unlock()
+	close(st.finished)
+	unix.Close(wfd)
+	if cancelled {
+		// The real lock may have been granted just before the redirect; it
+		// belongs to f's open file description, which nobody else uses.
+		unlock(f, off)
 		return ctx.Err()
 	}
-	if err := unix.Dup3(sink, wfd, unix.O_CLOEXEC); err != nil {
+	return err
+}
+
+const (
+	waiting = iota
+	cancelling
+	finished
+)
+
+type waitState struct {
+	mu       sync.Mutex
+	state    int
+	tid      int
+	wfd      int
+	finished chan struct{}
+}
+
+// cancel runs when ctx is done before the wait ends: it points wfd at the
+// sink and interrupts the waiting thread until the waiter reports back.
+func (st *waitState) cancel() {
+	sink, err := cancelSink()
+	st.mu.Lock()
+	if st.state != waiting || err != nil {
+		// Finished already, or no sink: then the wait runs until the
+		// holder releases, and the waiter drops the lock it got.
+		if st.state == waiting {
+			st.state = cancelling
+		}
+		st.mu.Unlock()
+		return
+	}
+	st.state = cancelling
+	if err := unix.Dup3(sink, st.wfd, unix.O_CLOEXEC); err != nil {
+		st.mu.Unlock()
 		panic("lock: dup3 onto a descriptor we own failed: " + err.Error())
 	}
+	st.mu.Unlock()
 	pid := unix.Getpid()
-	for stopped := false; !stopped; {
-		unix.Tgkill(pid, tid, unix.SIGURG)
+	for {
+		st.mu.Lock()
+		if st.state == finished {
+			st.mu.Unlock()
+			return
+		}
+		unix.Tgkill(pid, st.tid, unix.SIGURG)
+		st.mu.Unlock()
 		select {
-		case <-done:
-			stopped = true
+		case <-st.finished:
+			return
 		case <-time.After(resignal):
 		}
 	}
-	unix.Close(wfd)
-	// The real lock may have been granted just before the redirect; it
-	// belongs to f's open file description, which nobody else uses.
-	unlock(f, off)
-	return ctx.Err()
 }
 
 var sink struct {
@@ -309,3 +341,7 @@ func processName(pid int) string {
 	}
 	return strings.TrimSpace(string(b))
 }
+
+// openNonblock keeps an open of a FIFO from waiting for a writer; the file is
+// then refused as not regular. It has no effect on regular files.
+const openNonblock = unix.O_NONBLOCK

@@ -28,3 +28,7 @@ func holderOf(f *os.File, off int64, search bool) (HolderInfo, error) {
 func releaseFile(f *os.File, off int64) error {
 	return errors.Join(unlock(f, off), closeFile(f))
 }
+
+// openNonblock keeps an open of a FIFO from waiting for a writer; the file is
+// then refused as not regular. It has no effect on regular files.
+const openNonblock = 0
