@@ -1,3 +1,0 @@
-package txn_test
-
-func childBadInput() error { return nil }
