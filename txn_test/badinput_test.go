@@ -91,12 +91,16 @@ func badCases() []badCase {
 			setup: func(t *testing.T, e *badEnv) { symlink(t, e.dir, filepath.Join(e.dir, "dirlink")) },
 			op:    func(t *testing.T, e *badEnv) error { return begin(e, e.meta, filepath.Join(e.dir, "dirlink")) }},
 		{name: "dangling symbolic link", is: []error{txn.ErrInvalidPath},
-			setup: func(t *testing.T, e *badEnv) { symlink(t, filepath.Join(e.dir, "nowhere"), filepath.Join(e.dir, "dangling")) },
-			op:    func(t *testing.T, e *badEnv) error { return begin(e, e.meta, filepath.Join(e.dir, "dangling")) }},
+			setup: func(t *testing.T, e *badEnv) {
+				symlink(t, filepath.Join(e.dir, "nowhere"), filepath.Join(e.dir, "dangling"))
+			},
+			op: func(t *testing.T, e *badEnv) error { return begin(e, e.meta, filepath.Join(e.dir, "dangling")) }},
 		{name: "data path is the commit record", is: []error{txn.ErrInvalidPath},
 			op: func(t *testing.T, e *badEnv) error { return begin(e, e.meta, fsutil.RecordPath(e.meta)) }},
 		{name: "missing parent directory", is: []error{fs.ErrNotExist},
-			op: func(t *testing.T, e *badEnv) error { return begin(e, e.meta, filepath.Join(e.dir, "missing", "k.json")) }},
+			op: func(t *testing.T, e *badEnv) error {
+				return begin(e, e.meta, filepath.Join(e.dir, "missing", "k.json"))
+			}},
 		{name: "missing parent directory on Read", is: []error{fs.ErrNotExist},
 			op: func(t *testing.T, e *badEnv) error {
 				_, _, err := txn.Read(ctx, filepath.Join(e.dir, "missing", "k.info.json"), e.data)
