@@ -398,7 +398,8 @@ func (tx *Tx) commitPair() error {
 
 	// The record is durable: from here on the commit happens, now or in
 	// recovery.
-	// 3. Rename the staged data over the data file.
+	// 3. Rename the staged data over the data file. It was synced with the
+	// record, so renameio's own sync-and-rename would only sync it again.
 	if tx.stage != nil {
 		if err := c.step(StepRenameData); err != nil {
 			return tx.incomplete(err)
