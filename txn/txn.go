@@ -341,7 +341,7 @@ func (tx *Tx) commitData() error {
 	if err := c.step(StepSyncApplied); err != nil {
 		return tx.incomplete(err)
 	}
-	if full {
+	if full && !brokenDirSync {
 		if err := fsutil.SyncDir(filepath.Dir(tx.p.data)); err != nil {
 			return tx.incomplete(err)
 		}
@@ -421,7 +421,7 @@ func (tx *Tx) commitPair() error {
 	}
 	if full {
 		syncs := []func() error{tx.lk.Sync}
-		if tx.stage != nil {
+		if tx.stage != nil && !brokenDirSync {
 			syncs = append(syncs, func() error { return fsutil.SyncDir(filepath.Dir(p.data)) })
 		}
 		if err := parallel(syncs...); err != nil {
