@@ -204,11 +204,11 @@ func (r *recordingReader) Read(p []byte) (int, error) {
 }
 
 // validateJSON reads r to the end and checks that it holds exactly one JSON
-// object. It walks the tokens rather than decoding into a value, so memory
-// does not grow with the document.
+// object. It walks the top two levels token by token and checks each value
+// below them whole (in repodata, one package record), so memory is bounded by
+// the largest record, not by the document.
 func validateJSON(r io.Reader) error {
 	dec := json.NewDecoder(r)
-	dec.UseNumber()
 	tok, err := dec.Token()
 	if err != nil {
 		return fmt.Errorf("body is not JSON: %w", err)
@@ -216,17 +216,8 @@ func validateJSON(r io.Reader) error {
 	if tok != json.Delim('{') {
 		return fmt.Errorf("body is not a JSON object (starts with %v)", tok)
 	}
-	for depth := 1; depth > 0; {
-		tok, err := dec.Token()
-		if err != nil {
-			return fmt.Errorf("body is not valid JSON: %w", err)
-		}
-		switch tok {
-		case json.Delim('{'), json.Delim('['):
-			depth++
-		case json.Delim('}'), json.Delim(']'):
-			depth--
-		}
+	if err := validateMembers(dec, 1, true); err != nil {
+		return fmt.Errorf("body is not valid JSON: %w", err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		if err == nil {
@@ -235,6 +226,40 @@ func validateJSON(r io.Reader) error {
 		return fmt.Errorf("body has trailing data after the JSON object: %w", err)
 	}
 	return nil
+}
+
+// streamDepth is how many levels of objects and arrays validateJSON walks
+// token by token; values nested deeper are checked whole.
+const streamDepth = 2
+
+// validateMembers checks the members of an object (or array) whose opening
+// delimiter, at nesting depth depth, was just read, up to its closing one.
+func validateMembers(dec *json.Decoder, depth int, object bool) error {
+	for dec.More() {
+		if object {
+			if _, err := dec.Token(); err != nil { // the key
+				return err
+			}
+		}
+		if depth == streamDepth {
+			var raw json.RawMessage
+			if err := dec.Decode(&raw); err != nil {
+				return err
+			}
+			continue
+		}
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		if tok == json.Delim('{') || tok == json.Delim('[') {
+			if err := validateMembers(dec, depth+1, tok == json.Delim('{')); err != nil {
+				return err
+			}
+		}
+	}
+	_, err := dec.Token() // the closing delimiter
+	return err
 }
 
 // timeoutHint says which limit expired, for errors caused by -timeout.

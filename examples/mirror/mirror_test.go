@@ -350,3 +350,28 @@ func TestBadUsageExits2(t *testing.T) {
 	code, _, _ = runMirror(t, dir, "extra")
 	assert.Equal(t, exitUsage, code)
 }
+
+func TestValidateJSONChecksEveryLevel(t *testing.T) {
+	valid := []string{
+		goodRepodata,
+		`{}`,
+		` {"a": [1, {"b": [2, 3]}, "x"], "packages": {"p": {"depends": ["a", "b"], "n": {"deep": [[]]}}}} ` + "\n",
+	}
+	for _, s := range valid {
+		assert.NoError(t, validateJSON(strings.NewReader(s)), s)
+	}
+	invalid := []string{
+		``,
+		`[]`,
+		`"x"`,
+		`{"packages": {"p": {"depends": [tru]}}}`,
+		`{"packages": {"p": {"n": {"deep": [}}}}}`,
+		`{"a": [1, 2,]}`,
+		`{"a": 1`,
+		`{"a": 1}}`,
+		`{"a": 1} x`,
+	}
+	for _, s := range invalid {
+		assert.Error(t, validateJSON(strings.NewReader(s)), s)
+	}
+}
