@@ -69,6 +69,7 @@ func TestSmokeRunFillsEveryScenario(t *testing.T) {
 		"1. commit 4 KiB + 300 B, full | p99",
 		"1. commit 4 KiB + 300 B, nosync | p50",
 		"1. commit 4 KiB + 300 B, nosync | p99",
+		"1. commit 4 KiB + 300 B, nosync, 1000 other files in the directory | p50",
 		"2. lock uncontended Acquire + Release | p50",
 		"2. lock hand-off between processes, Acquire, background context | p50",
 		"2. lock hand-off between processes, Acquire, background context | p99",

@@ -105,18 +105,25 @@ func writeRename(path string, b []byte) error {
 	return os.Rename(tmp, path)
 }
 
+// crowd is how many other files scenario 1's last case puts beside the
+// pair: a conda cache directory holds two or three files per channel subdir,
+// so a user of a few dozen channels has hundreds.
+const crowd = 1000
+
 // commitLatency is scenario 1.
 func (b *bench) commitLatency() ([]row, error) {
 	data := payload(smallData, 1)
 	var rows []row
 	for _, c := range []struct {
 		d        txn.Durability
+		others   int // other files in the directory
 		reps     int
 		baseName string
 		target   float64
 	}{
-		{txn.Full, b.set.commitFull, "2× renameio + dir fsync", 1.3},
-		{txn.NoSync, b.set.commitNo, "2× write + rename", 1.5},
+		{txn.Full, 0, b.set.commitFull, "2× renameio + dir fsync", 1.3},
+		{txn.NoSync, 0, b.set.commitNo, "2× write + rename", 1.5},
+		{txn.NoSync, crowd, b.set.commitNo, "2× write + rename", 1.5},
 	} {
 		od, err := b.subdir("commit-txn")
 		if err != nil {
@@ -125,6 +132,11 @@ func (b *bench) commitLatency() ([]row, error) {
 		bd, err := b.subdir("commit-base")
 		if err != nil {
 			return nil, err
+		}
+		for _, d := range []string{od, bd} {
+			if err := fill(d, c.others); err != nil {
+				return nil, err
+			}
 		}
 		ours, base := newPair(od), newPair(bd)
 		seq := 0
@@ -141,9 +153,25 @@ func (b *bench) commitLatency() ([]row, error) {
 			return nil, err
 		}
 		name := fmt.Sprintf("1. commit 4 KiB + 300 B, %s", c.d)
+		if c.others > 0 {
+			name += fmt.Sprintf(", %d other files in the directory", c.others)
+		}
 		rows = append(rows, latencyRows(name, c.baseName, so, sb, c.target)...)
+		os.RemoveAll(od)
+		os.RemoveAll(bd)
 	}
 	return rows, nil
+}
+
+// fill puts n empty files, named like a conda cache's, in dir.
+func fill(dir string, n int) error {
+	for i := range n {
+		name := filepath.Join(dir, fmt.Sprintf("%08x.json", i))
+		if err := os.WriteFile(name, nil, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // read is scenario 5.

@@ -11,8 +11,11 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/txnpair/txnpair/txn"
 )
@@ -43,11 +46,7 @@ func (b *bench) contention() ([]row, error) {
 				return nil, fmt.Errorf("%s, %d processes: %w", d, n, err)
 			}
 			b.logf("commits per process: %v", counts)
-			total, fewest := 0, counts[0]
-			for _, c := range counts {
-				total += c
-				fewest = min(fewest, c)
-			}
+			total, fewest := sum(counts), slices.Min(counts)
 			rate := float64(total) / b.set.window.Seconds()
 			scen := fmt.Sprintf("3. contention, %s, %d process", d, n)
 			if n == 1 {
@@ -139,14 +138,21 @@ func (b *bench) commitRace(d txn.Durability, n int) ([]int, error) {
 		}
 	}
 	counts := make([]int, n)
+	var vcsw, ivcsw, cpu int64
 	for i, c := range procs {
 		s, err := readLine(c.out)
+		var v, iv, ut, st int64
 		if err == nil {
-			_, err = fmt.Sscanf(s, "done %d", &counts[i])
+			_, err = fmt.Sscanf(s, "done %d %d %d %d %d", &counts[i], &v, &iv, &ut, &st)
 		}
 		if err != nil {
 			return nil, fail(c, fmt.Errorf("said %q, %v", s, err))
 		}
+		vcsw, ivcsw, cpu = vcsw+v, ivcsw+iv, cpu+ut+st
+	}
+	if total := sum(counts); total > 0 {
+		b.logf("per commit: %.1f voluntary and %.1f involuntary context switches, %s of CPU (the children's whole life)",
+			float64(vcsw)/float64(total), float64(ivcsw)/float64(total), time.Duration(cpu/int64(total)))
 	}
 	return counts, nil
 }
@@ -193,6 +199,18 @@ func childCommit(args []string) error {
 		}
 		count++
 	}
-	fmt.Println("done", count)
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return err
+	}
+	fmt.Println("done", count, ru.Nvcsw, ru.Nivcsw, ru.Utime.Nano(), ru.Stime.Nano())
 	return nil
+}
+
+func sum(s []int) int {
+	t := 0
+	for _, v := range s {
+		t += v
+	}
+	return t
 }

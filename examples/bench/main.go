@@ -13,7 +13,8 @@
 //  1. Commit latency of a 4 KiB data file and a 300 B metadata file: a txn
 //     commit at Full against two renameio.WriteFile calls and one directory
 //     fsync (durable, but not atomic as a pair); at NoSync against two plain
-//     write-and-rename calls.
+//     write-and-rename calls, alone in the directory and among 1000 other
+//     files, as in a conda cache.
 //  2. Lock: an uncontended Acquire and Release against a bare fcntl lock and
 //     unlock on an open descriptor; the latency of a hand-off between two
 //     processes, blocked in Acquire, against a conda-style polling loop
@@ -79,8 +80,8 @@ var (
 	}
 	quick = settings{
 		name: "quick", warmup: 5,
-		commitFull: 150, commitNo: 500,
-		lockReps: 5000, handoffReps: 100,
+		commitFull: 300, commitNo: 1000,
+		lockReps: 5000, handoffReps: 150,
 		procs: []int{1, 2, 4, 8}, window: time.Second,
 		growth:   []growthSize{{4 << 10, 50}, {1 << 20, 10}, {64 << 20, 3}},
 		readReps: 1000,
