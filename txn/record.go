@@ -5,15 +5,20 @@ package txn
 // It is written beside the metadata file, made durable before any target
 // changes, and removed once the new pair is in place. It holds everything
 // recovery needs to roll the commit forward without the process that wrote
-// it: the new metadata, and the name, size and identity of the staged data
-// file. The identity (device and inode) lets recovery tell "the staged file
-// was already renamed over the data file" from "the staged file was lost".
+// it: the new metadata, and the name, size, checksum and identity of the
+// staged data file. The identity (device and inode) lets recovery tell "the
+// staged file was already renamed over the data file" from "the staged file
+// was lost". The checksum guards the staged data itself: Commit syncs the
+// staged file and the record in parallel, so a power loss during that sync
+// can leave a durable record beside staged data that is not; recovery then
+// finds the checksum wrong and keeps the old pair.
 //
 // Layout, little-endian:
 //
 //	magic   [8]byte  "TXNPAIR" 0x01
 //	flags   uint32   1: replaces data, 2: replaces metadata
 //	size    uint64   the staged data file's size
+//	crc     uint32   its CRC-32C (Castagnoli)
 //	dev     uint64   the staged data file's device
 //	ino     uint64   the staged data file's inode
 //	nlen    uint16   then the staged file's base name
@@ -29,6 +34,8 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"hash/crc32"
+	"io"
 	"path/filepath"
 	"strings"
 
@@ -41,7 +48,7 @@ const (
 	flagData = 1 << 0
 	flagMeta = 1 << 1
 
-	recordFixed = 8 + 4 + 8 + 8 + 8 + 2 + 2 + 8 + sha256.Size
+	recordFixed = 8 + 4 + 8 + 4 + 8 + 8 + 2 + 2 + 8 + sha256.Size
 )
 
 var errTornRecord = errors.New("torn or corrupt commit record")
@@ -50,6 +57,7 @@ var errTornRecord = errors.New("torn or corrupt commit record")
 type record struct {
 	hasData  bool
 	dataSize int64
+	dataSum  uint32 // CRC-32C of the staged data
 	tempID   fsutil.FileID
 	tempName string // base name of the staged data file
 	dataBase string // base name of the data file
@@ -70,6 +78,7 @@ func (r *record) encode() []byte {
 	}
 	b = binary.LittleEndian.AppendUint32(b, flags)
 	b = binary.LittleEndian.AppendUint64(b, uint64(r.dataSize))
+	b = binary.LittleEndian.AppendUint32(b, r.dataSum)
 	b = binary.LittleEndian.AppendUint64(b, r.tempID.Dev)
 	b = binary.LittleEndian.AppendUint64(b, r.tempID.Ino)
 	b = binary.LittleEndian.AppendUint16(b, uint16(len(r.tempName)))
@@ -96,6 +105,7 @@ func decodeRecord(b []byte) (*record, error) {
 	flags := d.u32()
 	r := &record{hasData: flags&flagData != 0, hasMeta: flags&flagMeta != 0}
 	r.dataSize = int64(d.u64())
+	r.dataSum = d.u32()
 	r.tempID.Dev = d.u64()
 	r.tempID.Ino = d.u64()
 	r.tempName = string(d.bytes(uint64(d.u16())))
@@ -113,7 +123,7 @@ func decodeRecord(b []byte) (*record, error) {
 		return nil, errTornRecord
 	case r.hasData && (!baseName(r.tempName) || !fsutil.IsTempName(r.tempName, r.dataBase)):
 		return nil, errTornRecord
-	case !r.hasData && (r.dataSize != 0 || r.tempID != fsutil.FileID{}):
+	case !r.hasData && (r.dataSize != 0 || r.dataSum != 0 || r.tempID != fsutil.FileID{}):
 		return nil, errTornRecord
 	case !r.hasMeta && len(meta) != 0:
 		return nil, errTornRecord
@@ -160,4 +170,13 @@ func (d *decoder) u64() uint64 {
 		return binary.LittleEndian.Uint64(b)
 	}
 	return 0
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// checksum returns the CRC-32C of what r yields.
+func checksum(r io.Reader) (uint32, error) {
+	h := crc32.New(castagnoli)
+	_, err := io.Copy(h, r)
+	return h.Sum32(), err
 }

@@ -108,9 +108,15 @@ func (tx *Tx) applyRecord(b []byte) error {
 				return ierr
 			}
 			if fi.Size() != rec.dataSize || id != rec.tempID {
-				// Under NoSync a power loss can tear the staged file;
-				// the rename never happened, so the pair is the old one.
+				// The staged file was torn by a power loss before it
+				// was durable; the rename never happened, so the pair
+				// is the old one.
 				return discard("the staged data file does not match the record")
+			}
+			if ok, err := stagedIntact(staged, rec.dataSum); err != nil {
+				return err
+			} else if !ok {
+				return discard("the staged data file fails its checksum")
 			}
 			if err := c.step(StepRecoverRenameData); err != nil {
 				return err
@@ -158,4 +164,19 @@ func (tx *Tx) applyRecord(b []byte) error {
 	tx.rec.RolledForward = true
 	c.logger.Info("txnpair: completed a commit interrupted by a crash", "meta", p.meta, "data", p.data)
 	return nil
+}
+
+// stagedIntact reports whether the staged file at path has the checksum the
+// record gave it.
+func stagedIntact(path string, sum uint32) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	got, err := checksum(f)
+	if err != nil {
+		return false, err
+	}
+	return got == sum, nil
 }

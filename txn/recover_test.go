@@ -249,3 +249,18 @@ func TestRecover_RefusesARecordForAnotherDataFile(t *testing.T) {
 	assert.NoError(t, err, "the record is left for its own pair")
 	assertPair(t, meta, data, "m2", "d2")
 }
+
+func TestRecover_DiscardsARecordWhoseStagedDataIsCorrupt(t *testing.T) {
+	dir, meta, data := interrupted(t, txn.StepRenameData, true)
+	staged, err := fsutil.TempNames(data)
+	require.NoError(t, err)
+	require.Len(t, staged, 1)
+	// Same size, other bytes: what a power loss can leave of data that
+	// was not yet durable.
+	require.NoError(t, os.WriteFile(staged[0], []byte("\x00\x00"), 0o644))
+	rec, err := txn.Recover(context.Background(), meta, data)
+	require.NoError(t, err)
+	assert.True(t, rec.Discarded)
+	assertPair(t, meta, data, "m1 is the longer metadata", "d1")
+	assertOnlyPair(t, dir, filepath.Base(meta), filepath.Base(data))
+}

@@ -49,6 +49,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
@@ -82,7 +83,8 @@ type Tx struct {
 	meta  *bytes.Buffer // non-nil once Meta was called
 	stage *stagedFile   // non-nil once Data was called and staging worked
 	buf   *bufio.Writer
-	werr  error // the first error staging the data
+	werr  error  // the first error staging the data
+	sum   uint32 // CRC-32C of the data written so far
 }
 
 // Begin locks the pair for writing and returns a transaction on it. It is
@@ -176,6 +178,7 @@ func (w dataWriter) Write(p []byte) (int, error) {
 		return 0, tx.werr
 	}
 	n, err := tx.buf.Write(p)
+	tx.sum = crc32.Update(tx.sum, castagnoli, p[:n])
 	if err != nil {
 		tx.werr = &Error{Op: "write data", Path: tx.stage.name(), Err: err}
 		return n, tx.werr
@@ -364,7 +367,7 @@ func (tx *Tx) commitPair() error {
 		if err != nil {
 			return tx.abort(err, false)
 		}
-		rec.hasData, rec.dataSize, rec.tempID = true, fi.Size(), id
+		rec.hasData, rec.dataSize, rec.dataSum, rec.tempID = true, fi.Size(), tx.sum, id
 		rec.tempName = filepath.Base(tx.stage.name())
 	}
 
