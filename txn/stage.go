@@ -3,6 +3,7 @@
 package txn
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -56,7 +57,10 @@ func (s *stagedFile) discard() error {
 		}
 		return err
 	}
-	return s.pf.Cleanup()
+	if err := s.pf.Cleanup(); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // replaceFile renames a staged file left by a crashed commit over target.
