@@ -82,26 +82,48 @@ func (b *bench) lockLatency() ([]row, error) {
 	return append(rows, hr...), nil
 }
 
-// waiter is how the parent waits for the lock a child holds.
+// waiter is how the parent waits for the lock a child holds. acquire
+// returns the function that releases what it got.
 type waiter struct {
 	name    string
-	acquire func(path string) (*lock.Lock, error)
+	acquire func(path string) (func() error, error)
+}
+
+func released(lk *lock.Lock, err error) (func() error, error) {
+	if err != nil {
+		return nil, err
+	}
+	return lk.Release, nil
 }
 
 var (
-	blocking = waiter{"Acquire, background context", func(path string) (*lock.Lock, error) {
-		return lock.Acquire(context.Background(), path, lock.Exclusive)
+	blocking = waiter{"Acquire, background context", func(path string) (func() error, error) {
+		return released(lock.Acquire(context.Background(), path, lock.Exclusive))
 	}}
-	cancelable = waiter{"Acquire, cancelable context", func(path string) (*lock.Lock, error) {
+	cancelable = waiter{"Acquire, cancelable context", func(path string) (func() error, error) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		return lock.Acquire(ctx, path, lock.Exclusive)
+		return released(lock.Acquire(ctx, path, lock.Exclusive))
 	}}
-	polling = waiter{"TryAcquire + 10 ms sleeps", func(path string) (*lock.Lock, error) {
+	// bare is the floor under Acquire: a blocking fcntl on a descriptor
+	// opened beforehand, and nothing else.
+	bare = waiter{"bare blocking fcntl", func(path string) (func() error, error) {
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			return nil, err
+		}
+		fd := f.Fd() // sets the descriptor blocking before the clock starts
+		if err := bareWait(fd); err != nil {
+			f.Close()
+			return nil, err
+		}
+		return f.Close, nil
+	}}
+	polling = waiter{"TryAcquire + 10 ms sleeps", func(path string) (func() error, error) {
 		for {
 			lk, err := lock.TryAcquire(path, lock.Exclusive)
 			if !errors.Is(err, lock.ErrLocked) {
-				return lk, err
+				return released(lk, err)
 			}
 			time.Sleep(pollInterval)
 		}
@@ -144,14 +166,14 @@ func (b *bench) handoff(path string) ([]row, error) {
 			return 0, childErr(fmt.Errorf("said %q, %v", s, err))
 		}
 		type got struct {
-			lk  *lock.Lock
-			at  time.Duration
-			err error
+			release func() error
+			at      time.Duration
+			err     error
 		}
 		gc := make(chan got, 1)
 		go func() {
-			lk, err := w.acquire(path)
-			gc <- got{lk, monoNow(), err}
+			rel, err := w.acquire(path)
+			gc <- got{rel, monoNow(), err}
 		}()
 		time.Sleep(holdMin + time.Duration(rng.Int64N(int64(pollInterval))))
 		if _, err := io.WriteString(in, "release\n"); err != nil {
@@ -166,10 +188,10 @@ func (b *bench) handoff(path string) ([]row, error) {
 		if g.err != nil {
 			return 0, g.err
 		}
-		return g.at - time.Duration(released), g.lk.Release()
+		return g.at - time.Duration(released), g.release()
 	}
 
-	waiters := []waiter{blocking, cancelable, polling}
+	waiters := []waiter{blocking, cancelable, bare, polling}
 	s := make([]samples, len(waiters))
 	for i := range b.set.warmup + b.set.handoffReps {
 		for j, w := range waiters {
@@ -189,6 +211,18 @@ func (b *bench) handoff(path string) ([]row, error) {
 	var rows []row
 	base := s[len(s)-1]
 	for j, w := range waiters[:len(waiters)-1] {
+		if w.name == bare.name {
+			for _, p := range []float64{50, 99} {
+				o, bs := s[j].pct(p), base.pct(p)
+				rows = append(rows, row{
+					Scenario: "2. lock hand-off between processes, " + w.name + " (the floor)",
+					Metric:   fmt.Sprintf("p%g", p), Unit: unitDuration,
+					Ours: float64(o), Base: float64(bs), BaseName: "polling " + polling.name,
+					Ratio: float64(o) / float64(bs), N: len(s[j]),
+				})
+			}
+			continue
+		}
 		for _, p := range []float64{50, 99} {
 			o, bs := s[j].pct(p), base.pct(p)
 			target := handoffP50Target

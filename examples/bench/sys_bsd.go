@@ -55,3 +55,15 @@ func bareLock(fd uintptr) error {
 	lk.Type = unix.F_UNLCK
 	return unix.FcntlFlock(fd, unix.F_SETLK, &lk)
 }
+
+// bareWait waits for an exclusive lock on byte 21 of the open file fd with a
+// blocking fcntl, and nothing else.
+func bareWait(fd uintptr) error {
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Start: 21, Len: 1}
+	for {
+		err := unix.FcntlFlock(fd, unix.F_SETLKW, &lk)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
