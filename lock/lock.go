@@ -480,6 +480,27 @@ func (l *Lock) WriteAll(p []byte) error {
 	return nil
 }
 
+// Reserve makes room for the file to hold n bytes without changing its size
+// or content, so that a later WriteAll of up to n bytes cannot fail for lack
+// of space. It needs an Exclusive lock. Where the system cannot promise
+// that (fallocate with FALLOC_FL_KEEP_SIZE on Linux is used; other systems,
+// and filesystems without fallocate, do nothing), it returns nil.
+func (l *Lock) Reserve(n int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f, err := l.file("reserve")
+	if err != nil {
+		return err
+	}
+	if l.mode != Exclusive {
+		return l.errorf("reserve", ErrNotExclusive)
+	}
+	if err := reserve(f, n); err != nil {
+		return l.errorf("reserve", err)
+	}
+	return nil
+}
+
 // Sync commits the locked file's content to stable storage (fsync). A failed
 // Sync must not be retried in the hope of success: the kernel may have
 // dropped the unwritten pages.

@@ -345,3 +345,31 @@ func processName(pid int) string {
 // openNonblock keeps an open of a FIFO from waiting for a writer; the file is
 // then refused as not regular. It has no effect on regular files.
 const openNonblock = unix.O_NONBLOCK
+
+func reserve(f *os.File, n int64) error {
+	if n <= 0 {
+		return nil
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) {
+		for {
+			ferr = unix.Fallocate(int(fd), unix.FALLOC_FL_KEEP_SIZE, 0, n)
+			if ferr != unix.EINTR {
+				break
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	if ferr == unix.EOPNOTSUPP || ferr == unix.ENOSYS {
+		return nil // the filesystem cannot reserve; the write will tell
+	}
+	if ferr != nil {
+		return &os.PathError{Op: "fallocate", Path: f.Name(), Err: ferr}
+	}
+	return nil
+}

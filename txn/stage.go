@@ -64,6 +64,23 @@ func (s *stagedFile) discard() error {
 }
 
 // replaceFile renames a staged file left by a crashed commit over target.
+// With sync, it syncs the staged file first: the commit that staged it may
+// have died before its own sync, and a rename made durable before the data
+// it names can leave an empty or torn data file after a power loss (seen on
+// xfs). The caller syncs the directory.
 func replaceFile(staged, target string, sync bool) error {
+	if sync {
+		f, err := os.Open(staged)
+		if err != nil {
+			return err
+		}
+		err = f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
 	return os.Rename(staged, target)
 }

@@ -371,8 +371,13 @@ func (tx *Tx) commitPair() error {
 		rec.tempName = filepath.Base(tx.stage.name())
 	}
 
-	// 1. Write the record.
+	// 1. Write the record. First reserve the metadata file's space, so that
+	// the in-place write after the point of no return cannot meet a full
+	// disk.
 	if err := c.step(StepWriteRecord); err != nil {
+		return tx.abort(err, false)
+	}
+	if err := tx.lk.Reserve(int64(len(rec.meta))); err != nil {
 		return tx.abort(err, false)
 	}
 	rf, err := os.OpenFile(p.record, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, c.perm)
