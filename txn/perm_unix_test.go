@@ -44,4 +44,3 @@ func assertMode(t *testing.T, path string, want fs.FileMode) {
 	require.NoError(t, err)
 	assert.Equal(t, want, fi.Mode().Perm(), path)
 }
-
