@@ -205,10 +205,16 @@ type child struct {
 // not end within childTimeout.
 func runChild(t testing.TB, role string, env ...string) *child {
 	t.Helper()
+	return runChildBin(t, os.Args[0], role, env...)
+}
+
+// runChildBin is runChild with another build of this test binary.
+func runChildBin(t testing.TB, bin, role string, env ...string) *child {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), childTimeout)
 	defer cancel()
 	c := &child{env: append([]string{envRole + "=" + role}, env...)}
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd := exec.CommandContext(ctx, bin, "-test.run=^TestHelperProcess$")
 	cmd.Env = append(os.Environ(), c.env...)
 	cmd.Stdout, cmd.Stderr = &c.stdout, &c.stderr
 	c.err = cmd.Run()
