@@ -28,11 +28,12 @@
 // Point conda at the result with pkgs_dirs: the cache directory conda reads
 // is <pkgs_dir>/cache.
 //
-// The limits: the exclusive lock is held from the response headers until the
-// body is committed, so a conda process that wants the same pair waits for the
-// download (conda gives up after about 9 s); and only repodata.json is
-// fetched (no .zst, no shards, no JLAP), so has_zst and has_shards are kept
-// as found.
+// The body is downloaded and checked in a private temporary file (in
+// $TMPDIR) without the lock; the exclusive lock is held only while it is
+// copied into the cache and committed, so conda, which gives up waiting after
+// about 9 s, never waits for the network. The cost is one local copy of the
+// data. Only repodata.json is fetched (no .zst, no shards, no JLAP), so
+// has_zst and has_shards are kept as found.
 //
 // Exit status: 0 when every subdir was mirrored or found unchanged, 1 when
 // any failed, 2 for bad usage.

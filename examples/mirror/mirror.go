@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -115,31 +116,46 @@ func (m *mirror) subdir(ctx context.Context, channel, sub string) (result, error
 	return res, nil
 }
 
-// commitDownload streams a 200 response into a transaction on the pair and
-// commits it if the body is one JSON object.
+// commitDownload downloads a 200 response into a private temporary file
+// without holding the lock, checks that it is one JSON object, and then
+// copies it into a transaction on the pair. The exclusive lock is held only
+// for that local copy: conda, which gives up waiting after about 9 s, is not
+// kept waiting for the network.
 func (m *mirror) commitDownload(ctx context.Context, metaPath, dataPath, url, sub string, resp *http.Response) (int64, error) {
+	tmp, err := os.CreateTemp("", "txnpair-mirror-*.json")
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		tmp.Close()
+		os.Remove(tmp.Name())
+	}()
+	body := &recordingReader{r: m.progress.reader(sub, resp.Body, resp.ContentLength)}
+	verr := validateJSON(io.TeeReader(body, tmp))
+	m.progress.done()
+	if verr != nil {
+		// Say which side failed: the network or the JSON.
+		if body.err != nil && body.err != io.EOF {
+			return 0, fmt.Errorf("GET %s: reading the body: %w", url, body.err)
+		}
+		return 0, fmt.Errorf("GET %s: %w", url, verr)
+	}
+
 	var size int64
-	err := txn.Update(ctx, metaPath, dataPath, func(tx *txn.Tx) error {
-		// Keep what conda records beside the HTTP headers (has_zst,
-		// has_shards, fields this program does not know).
-		prev := parseInfo(mustReadMeta(tx))
-		body := &recordingReader{r: m.progress.reader(sub, resp.Body, resp.ContentLength)}
-		defer m.progress.done()
-		if err := validateJSON(io.TeeReader(body, tx.Data())); err != nil {
-			// Say which side failed: the disk, the network, or the JSON.
-			if _, werr := tx.DataInfo(); werr != nil {
-				return werr
-			}
-			if body.err != nil && body.err != io.EOF {
-				return fmt.Errorf("GET %s: reading the body: %w", url, body.err)
-			}
-			return fmt.Errorf("GET %s: %w", url, err)
+	err = txn.Update(ctx, metaPath, dataPath, func(tx *txn.Tx) error {
+		if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		if _, err := io.Copy(tx.Data(), tmp); err != nil {
+			return err
 		}
 		fi, err := tx.DataInfo()
 		if err != nil {
 			return err
 		}
-		next := newInfo(prev)
+		// Keep what conda records beside the HTTP headers (has_zst,
+		// has_shards, fields this program does not know).
+		next := newInfo(parseInfo(mustReadMeta(tx)))
 		next.URL = url
 		next.ETag = resp.Header.Get("ETag")
 		next.Mod = resp.Header.Get("Last-Modified")
