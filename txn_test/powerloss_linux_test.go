@@ -199,7 +199,7 @@ func runLoss(t *testing.T, l *loopFS, bin string, c lossCase) (violations []stri
 	case committed && !got.equal(newer):
 		violations = append(violations, fmt.Sprintf("%v: lost commit: Commit returned nil, but after the power loss the pair is the old one", c))
 	case step != afterCommit && mustBeNewAfterPowerLoss(mode, step) && !got.equal(newer):
-		violations = append(violations, fmt.Sprintf("%v: the commit record was durable, but the pair is the old one", c))
+		violations = append(violations, fmt.Sprintf("%v: the commit was past its point of no return (record durable, or rename synced), but the pair is the old one", c))
 	case step != afterCommit && mustBeOld(mode, step) && !got.equal(oldPair):
 		violations = append(violations, fmt.Sprintf("%v: nothing was committed, but the pair is the new one", c))
 	}
