@@ -29,8 +29,8 @@ const (
 	// fairnessTarget is the least share of the mean that the process with
 	// the fewest commits may have.
 	fairnessTarget = 1.0 / 3
-	// startDelay lets every child reach its start line before the clock
-	// starts.
+	// startDelay lets every child reach its start line before the
+	// warm-up starts.
 	startDelay = 50 * time.Millisecond
 )
 
@@ -130,10 +130,11 @@ func (b *bench) commitRace(d txn.Durability, n int) ([]int, error) {
 			return nil, fail(c, fmt.Errorf("said %q, %v", s, err))
 		}
 	}
-	start := monoNow() + startDelay
+	warm := monoNow() + startDelay
+	start := warm + b.set.warmWindow
 	end := start + b.set.window
 	for _, c := range procs {
-		if _, err := fmt.Fprintf(c.in, "go %d %d\n", start, end); err != nil {
+		if _, err := fmt.Fprintf(c.in, "go %d %d %d\n", warm, start, end); err != nil {
 			return nil, fail(c, err)
 		}
 	}
@@ -158,8 +159,8 @@ func (b *bench) commitRace(d txn.Durability, n int) ([]int, error) {
 }
 
 // childCommit is the child's side of commitRace: it says "ready", waits for
-// "go start end" (monotonic nanoseconds), commits from start on and says
-// "done" and how many commits it completed by end.
+// "go warm start end" (monotonic nanoseconds), commits from warm on and says
+// "done" and how many commits it completed between start and end.
 func childCommit(args []string) error {
 	fl := flag.NewFlagSet("commit", flag.ContinueOnError)
 	meta := fl.String("meta", "", "metadata file")
@@ -184,20 +185,23 @@ func childCommit(args []string) error {
 	if err != nil {
 		return err
 	}
-	var start, end int64
-	if _, err := fmt.Sscanf(line, "go %d %d", &start, &end); err != nil {
-		return errors.New("expected go start end, got " + line)
+	var warm, start, end time.Duration
+	if _, err := fmt.Sscanf(line, "go %d %d %d", &warm, &start, &end); err != nil {
+		return errors.New("expected go warm start end, got " + line)
 	}
-	sleepUntil(time.Duration(start))
+	sleepUntil(warm)
 	count := 0
-	for {
-		if err := commitTxn(p, bytes.NewReader(payloadData), metaFor(*id<<24|count), d); err != nil {
+	for i := 0; ; i++ {
+		if err := commitTxn(p, bytes.NewReader(payloadData), metaFor(*id<<24|i), d); err != nil {
 			return err
 		}
-		if monoNow() > time.Duration(end) {
+		t := monoNow()
+		if t > end {
 			break
 		}
-		count++
+		if t >= start {
+			count++
+		}
 	}
 	var ru unix.Rusage
 	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
