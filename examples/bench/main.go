@@ -42,7 +42,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -270,14 +269,4 @@ func machine(dir string) env {
 		Kernel: kernel(), CPU: cpuModel(), GoVersion: runtime.Version(),
 		Dir: dir, FSType: fstype,
 	}
-}
-
-// sortedKeys is for printing maps in a stable order.
-func sortedKeys[V any](m map[int]V) []int {
-	var ks []int
-	for k := range m {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
 }
