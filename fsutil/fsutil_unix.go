@@ -25,16 +25,24 @@ func pathID(path string) (FileID, error) {
 	return FileID{Dev: uint64(st.Dev), Ino: uint64(st.Ino)}, nil
 }
 
+// syncDir opens dir with raw system calls: os.Open would add four fcntls
+// and an epoll registration that fails, for a descriptor used once.
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return &os.PathError{Op: "open", Path: dir, Err: err}
 	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
+	for {
+		err = unix.Fsync(fd)
+		if err != unix.EINTR {
+			break
+		}
 	}
-	return err
+	unix.Close(fd)
+	if err != nil {
+		return &os.PathError{Op: "fsync", Path: dir, Err: err}
+	}
+	return nil
 }
 
 func infoID(f *os.File, fi os.FileInfo) (FileID, error) {

@@ -9,10 +9,10 @@ import (
 type Durability int
 
 const (
-	// Full: when Commit returns nil the new pair survives a power loss. It
-	// costs two rounds of fsyncs: the staged data, the commit record and its
-	// directory together, then the data file's directory and the metadata
-	// file together.
+	// Full: when Commit returns nil the new pair survives a power loss. A
+	// commit that replaces both files syncs the staged data, the commit
+	// record and its directory before the point of no return, then the
+	// metadata file and the data file's directory: five syncs, in that order.
 	Full Durability = iota
 
 	// NoSync issues no fsyncs. A commit is still all-or-nothing against a

@@ -16,7 +16,7 @@ package txn
 // Layout, little-endian:
 //
 //	magic   [8]byte  "TXNPAIR" 0x01
-//	flags   uint32   1: replaces data, 2: replaces metadata
+//	flags   uint32   1: replaces data, 2: replaces metadata, 4: intent only
 //	size    uint64   the staged data file's size
 //	crc     uint32   its CRC-32C (Castagnoli)
 //	dev     uint64   the staged data file's device
@@ -28,6 +28,12 @@ package txn
 //
 // A record that is short, long, or fails its checksum is torn: it was never
 // made durable, so the commit never happened.
+//
+// Before a transaction creates its staged data file it writes an intent: a
+// record with only the intent flag, never synced. Since the staged file is
+// created after the intent and the record is removed only after the staged
+// file is gone, "no record" means "no leftovers", and Begin looks for staged
+// files (a directory scan) only when a record exists.
 
 import (
 	"bytes"
@@ -45,8 +51,9 @@ import (
 var recordMagic = [8]byte{'T', 'X', 'N', 'P', 'A', 'I', 'R', 1}
 
 const (
-	flagData = 1 << 0
-	flagMeta = 1 << 1
+	flagData   = 1 << 0
+	flagMeta   = 1 << 1
+	flagIntent = 1 << 2
 
 	recordFixed = 8 + 4 + 8 + 4 + 8 + 8 + 2 + 2 + 8 + sha256.Size
 )
@@ -55,6 +62,7 @@ var errTornRecord = errors.New("torn or corrupt commit record")
 
 // record is a decoded commit record.
 type record struct {
+	intent   bool // a transaction is staging data; nothing is committed
 	hasData  bool
 	dataSize int64
 	dataSum  uint32 // CRC-32C of the staged data
@@ -70,6 +78,9 @@ func (r *record) encode() []byte {
 	b := make([]byte, 0, n)
 	b = append(b, recordMagic[:]...)
 	var flags uint32
+	if r.intent {
+		flags |= flagIntent
+	}
 	if r.hasData {
 		flags |= flagData
 	}
@@ -103,7 +114,7 @@ func decodeRecord(b []byte) (*record, error) {
 	}
 	d := decoder{b: body[8:]}
 	flags := d.u32()
-	r := &record{hasData: flags&flagData != 0, hasMeta: flags&flagMeta != 0}
+	r := &record{intent: flags&flagIntent != 0, hasData: flags&flagData != 0, hasMeta: flags&flagMeta != 0}
 	r.dataSize = int64(d.u64())
 	r.dataSum = d.u32()
 	r.tempID.Dev = d.u64()
@@ -115,8 +126,14 @@ func decodeRecord(b []byte) (*record, error) {
 		r.meta = append([]byte{}, meta...)
 	}
 	switch {
-	case d.bad || len(d.b) != 0 || flags&^(flagData|flagMeta) != 0 || flags == 0:
+	case d.bad || len(d.b) != 0 || flags&^(flagData|flagMeta|flagIntent) != 0 || flags == 0:
 		return nil, errTornRecord
+	case r.intent:
+		if flags != flagIntent || r.dataSize != 0 || r.dataSum != 0 || r.tempID != (fsutil.FileID{}) ||
+			r.tempName != "" || r.dataBase != "" || len(meta) != 0 {
+			return nil, errTornRecord
+		}
+		return r, nil
 	case r.dataSize < 0 || !baseName(r.dataBase):
 		return nil, errTornRecord
 	case r.hasData != (r.tempName != ""):

@@ -2,6 +2,9 @@ package txn
 
 import (
 	"bytes"
+	"context"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -17,6 +20,7 @@ func sampleRecords() []*record {
 			hasMeta: true, meta: []byte(`{"etag": "\"abc\"", "mtime_ns": 1700000000000000000}`)},
 		{hasMeta: true, meta: []byte{}, dataBase: "k.json"},
 		{hasMeta: true, meta: []byte("m"), dataBase: "k.json"},
+		{intent: true},
 	}
 }
 
@@ -73,4 +77,28 @@ func FuzzDecodeRecord(f *testing.F) {
 			t.Fatalf("decoded %+v from bytes that do not re-encode to themselves", r)
 		}
 	})
+}
+
+// TestRecover_AnIntentLeadsToTheStagedFile: a process that crashed while
+// staging left its intent and a staged file; recovery removes both and keeps
+// the old pair.
+func TestRecover_AnIntentLeadsToTheStagedFile(t *testing.T) {
+	dir := t.TempDir()
+	meta, data := filepath.Join(dir, "k.info.json"), filepath.Join(dir, "k.json")
+	require.NoError(t, os.WriteFile(meta, []byte("m"), 0o644))
+	require.NoError(t, os.WriteFile(data, []byte("d"), 0o644))
+	require.NoError(t, os.WriteFile(fsutil.RecordPath(meta), (&record{intent: true}).encode(), 0o644))
+	staged := filepath.Join(dir, ".k.json8674665223082153551")
+	require.NoError(t, os.WriteFile(staged, []byte("half-written"), 0o644))
+	rec, err := Recover(context.Background(), meta, data)
+	require.NoError(t, err)
+	assert.Equal(t, []string{staged}, rec.RemovedTemps)
+	assert.False(t, rec.Discarded, "an intent is not a discarded commit")
+	ents, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Len(t, ents, 2, "only the pair is left")
+	m, d, err := Read(context.Background(), meta, data)
+	require.NoError(t, err)
+	assert.Equal(t, "m", string(m))
+	assert.Equal(t, "d", string(d))
 }

@@ -38,132 +38,137 @@ func Recover(ctx context.Context, metaPath, dataPath string, opts ...Option) (Re
 
 // recover brings the pair to a committed state. It runs under the exclusive
 // lock and is idempotent: each step checks the state the previous one left,
-// so a crash at any point is recovered by the next run.
+// so a crash at any point is recovered by the next run. Without a record
+// there is nothing to recover, and it costs one failed open.
 func (tx *Tx) recover() error {
 	c, p := &tx.cfg, &tx.p
 	fail := func(err error) error { return &Error{Op: "recover", Path: p.meta, Err: err} }
 	b, err := os.ReadFile(p.record)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return fail(err)
-	default:
-		if err := tx.applyRecord(b); err != nil {
-			return fail(err)
-		}
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
 	}
-	// Staged files left by transactions that crashed, or by a record just
-	// discarded.
+	if err != nil {
+		return fail(err)
+	}
+	committed, why, err := tx.applyRecord(b)
+	if err != nil {
+		return fail(err)
+	}
+	// Staged files of transactions that never committed (a record that is
+	// only an intent, or is discarded), and any other strays.
 	names, err := fsutil.TempNames(p.data)
 	if err != nil {
 		return fail(err)
 	}
-	if len(names) == 0 {
-		return nil
+	if len(names) > 0 {
+		if err := c.step(StepRecoverRemoveTemps); err != nil {
+			return fail(err)
+		}
+		removed, err := fsutil.RemoveFiles(names)
+		tx.rec.RemovedTemps = removed
+		if len(removed) > 0 {
+			c.logger.Info("txnpair: removed staged files of unfinished transactions", "meta", p.meta, "files", removed)
+		}
+		if err != nil {
+			return fail(err)
+		}
 	}
-	if err := c.step(StepRecoverRemoveTemps); err != nil {
+	step := StepRecoverDiscard
+	if committed {
+		step = StepRecoverRemoveRecord
+	}
+	if err := c.step(step); err != nil {
 		return fail(err)
 	}
-	removed, err := fsutil.RemoveFiles(names)
-	tx.rec.RemovedTemps = removed
-	if len(removed) > 0 {
-		c.logger.Info("txnpair: removed staged files of unfinished transactions", "meta", p.meta, "files", removed)
-	}
-	if err != nil {
+	if err := os.Remove(p.record); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fail(err)
+	}
+	switch {
+	case committed:
+		tx.rec.RolledForward = true
+		c.logger.Info("txnpair: completed a commit interrupted by a crash", "meta", p.meta, "data", p.data)
+	case why != "":
+		tx.rec.Discarded = true
+		c.logger.Warn("txnpair: discarded a commit record that never committed; the pair is the old one",
+			"meta", p.meta, "data", p.data, "reason", why)
 	}
 	return nil
 }
 
-// applyRecord rolls the record b forward, or discards it if it never became
-// a commit.
-func (tx *Tx) applyRecord(b []byte) error {
+// applyRecord rolls the record b forward and reports committed, or, if it
+// never became a commit, reports why not ("" for the intent of a transaction
+// that was staging). It leaves removing the record to its caller.
+func (tx *Tx) applyRecord(b []byte) (committed bool, why string, err error) {
 	c, p, full := &tx.cfg, &tx.p, tx.cfg.durability == Full
-	discard := func(why string) error {
-		if err := c.step(StepRecoverDiscard); err != nil {
-			return err
-		}
-		if err := os.Remove(p.record); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-		tx.rec.Discarded = true
-		c.logger.Warn("txnpair: discarded a commit record that never committed; the pair is the old one",
-			"meta", p.meta, "data", p.data, "reason", why)
-		return nil
-	}
 	rec, err := decodeRecord(b)
 	if err != nil {
-		return discard(err.Error())
+		return false, err.Error(), nil
+	}
+	if rec.intent {
+		return false, "", nil
 	}
 	if rec.dataBase != filepath.Base(p.data) {
-		return fmt.Errorf("%w: the record is for %q, not %q", ErrForeignRecord, rec.dataBase, filepath.Base(p.data))
+		return false, "", fmt.Errorf("%w: the record is for %q, not %q", ErrForeignRecord, rec.dataBase, filepath.Base(p.data))
 	}
 	if rec.hasData {
 		staged := filepath.Join(filepath.Dir(p.data), rec.tempName)
 		fi, err := os.Lstat(staged)
 		switch {
 		case err == nil:
-			id, ierr := fsutil.PathID(staged)
-			if ierr != nil {
-				return ierr
+			id, err := fsutil.PathID(staged)
+			if err != nil {
+				return false, "", err
 			}
 			if fi.Size() != rec.dataSize || id != rec.tempID {
 				// The staged file was torn by a power loss before it
 				// was durable; the rename never happened, so the pair
 				// is the old one.
-				return discard("the staged data file does not match the record")
+				return false, "the staged data file does not match the record", nil
 			}
 			if ok, err := stagedIntact(staged, rec.dataSum); err != nil {
-				return err
+				return false, "", err
 			} else if !ok {
-				return discard("the staged data file fails its checksum")
+				return false, "the staged data file fails its checksum", nil
 			}
 			if err := c.step(StepRecoverRenameData); err != nil {
-				return err
+				return false, "", err
 			}
 			if err := replaceFile(staged, p.data, full); err != nil {
-				return err
+				return false, "", err
 			}
 		case errors.Is(err, fs.ErrNotExist):
 			// Renamed already, or lost before the record was written.
 			id, ierr := fsutil.PathID(p.data)
 			dfi, serr := os.Stat(p.data)
 			if ierr != nil || serr != nil || id != rec.tempID || dfi.Size() != rec.dataSize {
-				return discard("the staged data file never reached the data file")
+				return false, "the staged data file never reached the data file", nil
 			}
 		default:
-			return err
+			return false, "", err
 		}
 	}
 	if rec.hasMeta {
 		if err := c.step(StepRecoverWriteMeta); err != nil {
-			return err
+			return false, "", err
 		}
 		if err := tx.lk.WriteAll(rec.meta); err != nil {
-			return err
+			return false, "", err
 		}
 	}
 	if err := c.step(StepRecoverSyncApplied); err != nil {
-		return err
+		return false, "", err
 	}
 	if full {
-		syncs := []func() error{tx.lk.Sync}
+		if err := tx.lk.Sync(); err != nil {
+			return false, "", err
+		}
 		if rec.hasData {
-			syncs = append(syncs, func() error { return fsutil.SyncDir(filepath.Dir(p.data)) })
+			if err := fsutil.SyncDir(filepath.Dir(p.data)); err != nil {
+				return false, "", err
+			}
 		}
-		if err := parallel(syncs...); err != nil {
-			return err
-		}
 	}
-	if err := c.step(StepRecoverRemoveRecord); err != nil {
-		return err
-	}
-	if err := os.Remove(p.record); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	tx.rec.RolledForward = true
-	c.logger.Info("txnpair: completed a commit interrupted by a crash", "meta", p.meta, "data", p.data)
-	return nil
+	return true, "", nil
 }
 
 // stagedIntact reports whether the staged file at path has the checksum the

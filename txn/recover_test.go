@@ -226,8 +226,7 @@ func TestRecover_DiscardsARecordWhoseStagedDataIsTorn(t *testing.T) {
 }
 
 func TestRecover_RemovesStagedLeftoversOnly(t *testing.T) {
-	dir, meta, data := pairPaths(t)
-	commit(t, meta, data, "m", "d")
+	dir, meta, data := interrupted(t, txn.StepRemoveRecord, true)
 	ours := []string{"." + filepath.Base(data) + "123", "." + filepath.Base(data) + "9876543210"}
 	theirs := []string{"." + filepath.Base(data) + "x1", filepath.Base(data) + "123", "other.json", "." + filepath.Base(data)}
 	for _, n := range append(slices.Clone(ours), theirs...) {
@@ -236,7 +235,7 @@ func TestRecover_RemovesStagedLeftoversOnly(t *testing.T) {
 	rec, err := txn.Recover(context.Background(), meta, data)
 	require.NoError(t, err)
 	assert.Len(t, rec.RemovedTemps, len(ours))
-	assertPair(t, meta, data, "m", "d")
+	assertPair(t, meta, data, "m2", "d2")
 	assertOnlyPair(t, dir, append([]string{filepath.Base(meta), filepath.Base(data)}, theirs...)...)
 }
 
@@ -263,4 +262,32 @@ func TestRecover_DiscardsARecordWhoseStagedDataIsCorrupt(t *testing.T) {
 	assert.True(t, rec.Discarded)
 	assertPair(t, meta, data, "m1 is the longer metadata", "d1")
 	assertOnlyPair(t, dir, filepath.Base(meta), filepath.Base(data))
+}
+
+func TestBegin_WithoutARecordDoesNotScanForLeftovers(t *testing.T) {
+	dir, meta, data := pairPaths(t)
+	commit(t, meta, data, "m", "d")
+	// A file named like a staged file but with no record: no transaction of
+	// ours can have left it (each writes its intent first), so it stays.
+	stray := filepath.Join(dir, "."+filepath.Base(data)+"42")
+	require.NoError(t, os.WriteFile(stray, nil, 0o644))
+	rec, err := txn.Recover(context.Background(), meta, data)
+	require.NoError(t, err)
+	assert.Empty(t, rec.RemovedTemps)
+	_, err = os.Stat(stray)
+	assert.NoError(t, err)
+}
+
+func TestData_WritesAnIntentBeforeStaging(t *testing.T) {
+	dir, meta, data := pairPaths(t)
+	tx, err := txn.Begin(meta, data)
+	require.NoError(t, err)
+	defer tx.Rollback()
+	_, err = os.Stat(fsutil.RecordPath(meta))
+	assert.ErrorIs(t, err, os.ErrNotExist, "no record before anything is staged")
+	tx.Data()
+	_, err = os.Stat(fsutil.RecordPath(meta))
+	assert.NoError(t, err, "the intent exists once data is staged")
+	require.NoError(t, tx.Rollback())
+	assertOnlyPair(t, dir, filepath.Base(meta))
 }

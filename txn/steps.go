@@ -30,11 +30,13 @@ const (
 )
 
 // The steps of recovery, which Begin, Read and View run under the exclusive
-// lock when they find a commit record or staged files left by a crash.
+// lock when they find a commit record: one left by a crash, or the intent of
+// a transaction that crashed while staging. A record is rolled forward
+// (rename-data, write-meta, sync-applied, remove-temps, remove-record) or, if
+// it never became a commit, discarded (remove-temps, discard-record). Staged
+// files go before the record, so a crash in between leaves the record to find
+// them again.
 const (
-	// StepRecoverDiscard: the record is torn, or its staged data never
-	// reached the data file; next it is removed, leaving the old pair.
-	StepRecoverDiscard Step = "recover.discard-record"
 	// StepRecoverRenameData: next the staged file named by a valid record is
 	// renamed over the data file.
 	StepRecoverRenameData Step = "recover.rename-data"
@@ -43,21 +45,26 @@ const (
 	// StepRecoverSyncApplied: next the data directory and the metadata file
 	// are synced (Full only).
 	StepRecoverSyncApplied Step = "recover.sync-applied"
+	// StepRecoverRemoveTemps: next the staged files of transactions that
+	// never committed are removed.
+	StepRecoverRemoveTemps Step = "recover.remove-temps"
 	// StepRecoverRemoveRecord: the pair is the new one; next the record is
 	// removed.
 	StepRecoverRemoveRecord Step = "recover.remove-record"
-	// StepRecoverRemoveTemps: next staged files of unfinished transactions
-	// are removed.
-	StepRecoverRemoveTemps Step = "recover.remove-temps"
+	// StepRecoverDiscard: the record is an intent, is torn, or its staged
+	// data never reached the data file; next it is removed, leaving the
+	// old pair.
+	StepRecoverDiscard Step = "recover.discard-record"
 )
 
 // Steps returns every step of Commit and then of recovery, in the order they
-// run.
+// run (a recovery either removes its record or discards it: the last two
+// steps are alternatives).
 func Steps() []Step {
 	return []Step{
 		StepWriteRecord, StepSyncRecord, StepRenameData, StepWriteMeta,
 		StepSyncApplied, StepRemoveRecord, StepRelease,
-		StepRecoverDiscard, StepRecoverRenameData, StepRecoverWriteMeta,
-		StepRecoverSyncApplied, StepRecoverRemoveRecord, StepRecoverRemoveTemps,
+		StepRecoverRenameData, StepRecoverWriteMeta, StepRecoverSyncApplied,
+		StepRecoverRemoveTemps, StepRecoverRemoveRecord, StepRecoverDiscard,
 	}
 }

@@ -10,13 +10,15 @@
 // or View on the pair finds exactly the old pair or exactly the new one.
 //
 // How: the new data is staged in a temporary file in the data file's
-// directory (by renameio). Commit writes a checksummed commit record beside the
-// metadata file holding the new metadata and the staged file's identity, and
-// makes it durable before any target changes. Then it renames the staged file
+// directory (by renameio), after an intent record beside the metadata file
+// says a transaction is staging. Commit replaces the intent with a
+// checksummed commit record holding the new metadata and the staged file's
+// identity and checksum, and makes it durable before any target changes. Then it renames the staged file
 // over the data file and rewrites the metadata file in place through the
 // locked handle, syncs both, and removes the record. Recovery, which Begin,
-// Read and View run under the exclusive lock, rolls a valid record forward
-// and removes the leftovers of transactions that never committed.
+// Read and View run under the exclusive lock when a record exists, rolls a
+// valid record forward and removes the leftovers of transactions that never
+// committed.
 //
 // The metadata file is never replaced by rename: it is the lock's home, and
 // processes waiting on the old file would lock an orphan. It keeps its inode
@@ -54,7 +56,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sync"
 
 	"github.com/txnpair/txnpair/fsutil"
 	"github.com/txnpair/txnpair/lock"
@@ -85,6 +86,9 @@ type Tx struct {
 	buf   *bufio.Writer
 	werr  error  // the first error staging the data
 	sum   uint32 // CRC-32C of the data written so far
+	// hasRecord: this transaction wrote the record file (an intent or the
+	// commit record), which it must remove once its staged file is gone.
+	hasRecord bool
 }
 
 // Begin locks the pair for writing and returns a transaction on it. It is
@@ -156,15 +160,41 @@ func (w metaWriter) Write(p []byte) (int, error) {
 // Write, and by Commit, which then rolls back.
 func (tx *Tx) Data() io.Writer {
 	if !tx.done && tx.stage == nil && tx.werr == nil {
-		s, err := stage(tx.p.data, tx.cfg.perm)
-		if err != nil {
+		if err := tx.startStaging(); err != nil {
 			tx.werr = &Error{Op: "stage data", Path: tx.p.data, Err: err}
-		} else {
-			tx.stage = s
-			tx.buf = bufio.NewWriterSize(s.file(), dataBufferSize)
 		}
 	}
 	return dataWriter{tx}
+}
+
+// startStaging writes the intent record, then creates the staged file. In
+// that order, a crash leaves no staged file that no record points recovery
+// to.
+func (tx *Tx) startStaging() error {
+	intent := (&record{intent: true}).encode()
+	if err := os.WriteFile(tx.p.record, intent, tx.cfg.perm); err != nil {
+		return err
+	}
+	tx.hasRecord = true
+	s, err := stage(tx.p.data, tx.cfg.perm)
+	if err != nil {
+		return errors.Join(err, tx.removeRecord())
+	}
+	tx.stage = s
+	tx.buf = bufio.NewWriterSize(s.file(), dataBufferSize)
+	return nil
+}
+
+// removeRecord removes the record or intent, if this transaction wrote one.
+func (tx *Tx) removeRecord() error {
+	if !tx.hasRecord {
+		return nil
+	}
+	if err := os.Remove(tx.p.record); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	tx.hasRecord = false
+	return nil
 }
 
 type dataWriter struct{ tx *Tx }
@@ -276,7 +306,7 @@ func (tx *Tx) rollback() error {
 	if tx.stage != nil {
 		errs = append(errs, tx.stage.discard())
 	}
-	errs = append(errs, tx.release())
+	errs = append(errs, tx.removeRecord(), tx.release())
 	if err := errors.Join(errs...); err != nil {
 		return &Error{Op: "rollback", Path: tx.p.meta, Err: err}
 	}
@@ -314,11 +344,11 @@ func (tx *Tx) Commit() error {
 
 func (tx *Tx) commit() error {
 	if tx.werr != nil {
-		return tx.abort(tx.werr, false)
+		return tx.abort(tx.werr)
 	}
 	if tx.stage != nil {
 		if err := tx.buf.Flush(); err != nil {
-			return tx.abort(&Error{Op: "write data", Path: tx.stage.name(), Err: err}, false)
+			return tx.abort(&Error{Op: "write data", Path: tx.stage.name(), Err: err})
 		}
 	}
 	switch {
@@ -336,10 +366,10 @@ func (tx *Tx) commit() error {
 func (tx *Tx) commitData() error {
 	c, full := &tx.cfg, tx.cfg.durability == Full
 	if err := c.step(StepRenameData); err != nil {
-		return tx.abort(err, false)
+		return tx.abort(err)
 	}
 	if err := tx.stage.replace(full); err != nil {
-		return tx.abort(err, false)
+		return tx.abort(err)
 	}
 	if err := c.step(StepSyncApplied); err != nil {
 		return tx.incomplete(err)
@@ -348,6 +378,12 @@ func (tx *Tx) commitData() error {
 		if err := fsutil.SyncDir(filepath.Dir(tx.p.data)); err != nil {
 			return tx.incomplete(err)
 		}
+	}
+	if err := c.step(StepRemoveRecord); err != nil {
+		return tx.incomplete(err)
+	}
+	if err := tx.removeRecord(); err != nil {
+		return tx.incomplete(err)
 	}
 	return tx.finish()
 }
@@ -361,11 +397,11 @@ func (tx *Tx) commitPair() error {
 		f := tx.stage.file()
 		fi, err := f.Stat()
 		if err != nil {
-			return tx.abort(err, false)
+			return tx.abort(err)
 		}
 		id, err := fsutil.FileIDOf(f)
 		if err != nil {
-			return tx.abort(err, false)
+			return tx.abort(err)
 		}
 		rec.hasData, rec.dataSize, rec.dataSum, rec.tempID = true, fi.Size(), tx.sum, id
 		rec.tempName = filepath.Base(tx.stage.name())
@@ -375,33 +411,37 @@ func (tx *Tx) commitPair() error {
 	// the in-place write after the point of no return cannot meet a full
 	// disk.
 	if err := c.step(StepWriteRecord); err != nil {
-		return tx.abort(err, false)
+		return tx.abort(err)
 	}
 	if err := tx.lk.Reserve(int64(len(rec.meta))); err != nil {
-		return tx.abort(err, false)
+		return tx.abort(err)
 	}
 	rf, err := os.OpenFile(p.record, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, c.perm)
 	if err != nil {
-		return tx.abort(err, false)
+		return tx.abort(err)
 	}
+	tx.hasRecord = true
 	_, err = rf.Write(rec.encode())
 	if err == nil {
 		err = c.step(StepSyncRecord)
 	}
-	// 2. Make the staged data, the record and the record's name durable,
-	// all at once: their order among themselves does not matter.
+	// 2. Make the staged data, the record and the record's name durable.
+	// Their order among themselves does not matter: the record's checksum
+	// of the staged data covers a power loss in between.
+	if err == nil && full && tx.stage != nil {
+		err = tx.stage.file().Sync()
+	}
 	if err == nil && full {
-		syncs := []func() error{rf.Sync, func() error { return fsutil.SyncDir(filepath.Dir(p.record)) }}
-		if tx.stage != nil {
-			syncs = append(syncs, tx.stage.file().Sync)
-		}
-		err = parallel(syncs...)
+		err = rf.Sync()
+	}
+	if err == nil && full {
+		err = fsutil.SyncDir(filepath.Dir(p.record))
 	}
 	if cerr := rf.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return tx.abort(err, true)
+		return tx.abort(err)
 	}
 
 	// The record is durable: from here on the commit happens, now or in
@@ -423,17 +463,18 @@ func (tx *Tx) commitPair() error {
 	if err := tx.lk.WriteAll(rec.meta); err != nil {
 		return tx.incomplete(err)
 	}
-	// 5. Make the rename and the metadata durable, together.
+	// 5. Make the rename and the metadata durable.
 	if err := c.step(StepSyncApplied); err != nil {
 		return tx.incomplete(err)
 	}
 	if full {
-		syncs := []func() error{tx.lk.Sync}
-		if tx.stage != nil && !brokenDirSync {
-			syncs = append(syncs, func() error { return fsutil.SyncDir(filepath.Dir(p.data)) })
-		}
-		if err := parallel(syncs...); err != nil {
+		if err := tx.lk.Sync(); err != nil {
 			return tx.incomplete(err)
+		}
+		if tx.stage != nil && !brokenDirSync {
+			if err := fsutil.SyncDir(filepath.Dir(p.data)); err != nil {
+				return tx.incomplete(err)
+			}
 		}
 	}
 	// 6. Remove the record. Its removal need not be durable: a record that
@@ -441,7 +482,7 @@ func (tx *Tx) commitPair() error {
 	if err := c.step(StepRemoveRecord); err != nil {
 		return tx.incomplete(err)
 	}
-	if err := os.Remove(p.record); err != nil {
+	if err := tx.removeRecord(); err != nil {
 		return tx.incomplete(err)
 	}
 	return tx.finish()
@@ -458,21 +499,16 @@ func (tx *Tx) finish() error {
 }
 
 // abort undoes a commit that failed before its record was durable: the
-// staged file and the record (if written) are removed, and the old pair
+// staged file, then the record or intent, are removed, and the old pair
 // stays.
-func (tx *Tx) abort(err error, recordWritten bool) error {
+func (tx *Tx) abort(err error) error {
 	errs := []error{err}
 	if tx.stage != nil {
 		errs = append(errs, tx.stage.discard())
 	}
-	if recordWritten {
-		if rerr := os.Remove(tx.p.record); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-			errs = append(errs, rerr)
-		}
-	}
-	errs = append(errs, tx.release())
+	errs = append(errs, tx.removeRecord(), tx.release())
 	var te *Error
-	if len(errs) == 2 && errs[1] == nil && errors.As(err, &te) {
+	if errors.As(err, &te) && errors.Join(errs[1:]...) == nil {
 		return err
 	}
 	return &Error{Op: "commit", Path: tx.p.meta, Err: errors.Join(errs...)}
@@ -484,23 +520,6 @@ func (tx *Tx) incomplete(err error) error {
 	tx.committed = true
 	rerr := tx.release()
 	return &Error{Op: "commit", Path: tx.p.meta, Err: fmt.Errorf("%w: %w", ErrIncomplete, errors.Join(err, rerr))}
-}
-
-// parallel runs fns concurrently and joins their errors. Syncs of different
-// files proceed in parallel in the kernel, and a journaling filesystem can
-// commit them in one go.
-func parallel(fns ...func() error) error {
-	if len(fns) == 1 {
-		return fns[0]()
-	}
-	errs := make([]error, len(fns))
-	var wg sync.WaitGroup
-	for i := 1; i < len(fns); i++ {
-		wg.Go(func() { errs[i] = fns[i]() })
-	}
-	errs[0] = fns[0]()
-	wg.Wait()
-	return errors.Join(errs...)
 }
 
 // Update runs fn in a transaction on the pair and commits it if fn returns
