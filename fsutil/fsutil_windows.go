@@ -41,12 +41,25 @@ func pathID(path string) (FileID, error) {
 	}, nil
 }
 
-// syncDir is a no-op: Windows cannot flush a directory handle opened for
-// reading, and renames made with MOVEFILE_WRITE_THROUGH are flushed by the
-// call itself.
-func syncDir(dir string) error { return nil }
+// syncDir only checks that dir is a directory: Windows cannot flush a
+// directory handle opened for reading, and renames made with
+// MOVEFILE_WRITE_THROUGH are flushed by the call itself.
+func syncDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return &os.PathError{Op: "sync", Path: dir, Err: windows.ERROR_DIRECTORY}
+	}
+	return nil
+}
 
 func fsType(path string) (string, error) {
+	// GetVolumePathName answers for paths that do not exist.
+	if _, err := os.Stat(path); err != nil {
+		return "", err
+	}
 	p, err := windows.UTF16PtrFromString(path)
 	if err != nil {
 		return "", err
