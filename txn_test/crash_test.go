@@ -16,7 +16,9 @@ import (
 func commitSteps(mode string) []txn.Step {
 	switch mode {
 	case modeData:
-		return []txn.Step{txn.StepRenameData, txn.StepSyncApplied, txn.StepRelease}
+		// No commit record, but the intent record written before staging
+		// is removed at the end.
+		return []txn.Step{txn.StepRenameData, txn.StepSyncApplied, txn.StepRemoveRecord, txn.StepRelease}
 	case modeMeta:
 		return []txn.Step{txn.StepWriteRecord, txn.StepSyncRecord, txn.StepWriteMeta,
 			txn.StepSyncApplied, txn.StepRemoveRecord, txn.StepRelease}
@@ -25,11 +27,12 @@ func commitSteps(mode string) []txn.Step {
 		txn.StepSyncApplied, txn.StepRemoveRecord, txn.StepRelease}
 }
 
-// recoverySteps returns the steps of recovery, from txn.Steps.
+// recoverySteps returns the steps of recovery: those txn.Steps lists after
+// the last step of Commit.
 func recoverySteps() []txn.Step {
 	all := txn.Steps()
-	i := slices.Index(all, txn.StepRecoverDiscard)
-	return all[i:]
+	i := slices.Index(all, txn.StepRelease)
+	return all[i+1:]
 }
 
 // pointOfNoReturn returns the first step of a commit of kind mode at which a

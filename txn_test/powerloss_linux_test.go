@@ -138,8 +138,8 @@ func lossCases() []lossCase {
 	for _, s := range append(commitSteps(modePair), afterCommit) {
 		out = append(out, lossCase{dname: "nosync", mode: modePair, commitAt: s})
 	}
-	for _, mode := range []string{modePair, modeMeta} {
-		for _, k := range commitSteps(mode)[1:] { // a record exists
+	for _, mode := range modes {
+		for _, k := range commitSteps(mode) { // a record (or an intent) exists
 			if k == txn.StepRelease {
 				continue
 			}
@@ -221,11 +221,11 @@ func runLoss(t *testing.T, l *loopFS, bin string, c lossCase) (violations []stri
 
 // mustBeNewAfterPowerLoss reports whether a power loss at step s of a
 // commit of kind mode (under Full) must leave the new pair: its record is
-// durable. A data-only commit has no record; its rename is durable only once
-// the directory sync is done, at StepRelease.
+// durable. A data-only commit has no commit record; its rename is durable
+// only once the directory sync after it is done.
 func mustBeNewAfterPowerLoss(mode string, s txn.Step) bool {
 	if mode == modeData {
-		return s == txn.StepRelease
+		return s == txn.StepRemoveRecord || s == txn.StepRelease
 	}
 	return mustBeNew(mode, s)
 }
