@@ -129,7 +129,7 @@ func asNobody(t *testing.T, e *badEnv, which string) error {
 	bin := filepath.Join(filepath.Dir(e.dir), "txn_test.bin")
 	copyFile(t, os.Args[0], bin, 0o755)
 	cmd := exec.Command(bin, "-test.run=^TestHelperProcess$")
-	cmd.Env = append(os.Environ(), envRole+"=badinput", envBadCase+"="+which, envMeta+"="+e.meta, envData+"="+e.data)
+	cmd.Env = append(childEnviron(), envRole+"=badinput", envBadCase+"="+which, envMeta+"="+e.meta, envData+"="+e.data)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -207,11 +207,19 @@ func runChildBin(t testing.TB, bin, role string, env ...string) *child {
 	defer cancel()
 	c := &child{env: append([]string{envRole + "=" + role}, env...)}
 	cmd := exec.CommandContext(ctx, bin, "-test.run=^TestHelperProcess$")
-	cmd.Env = append(os.Environ(), c.env...)
+	cmd.Env = append(childEnviron(), c.env...)
 	cmd.Stdout, cmd.Stderr = &c.stdout, &c.stderr
 	c.err = cmd.Run()
 	require.NoError(t, ctx.Err(), "child %v did not end within %v (deadlock?); stderr:\n%s", c.env, childTimeout, c.stderr.String())
 	return c
+}
+
+// childEnviron returns this process's environment for a child. A binary
+// built with -race sleeps a second at exit to let its reports out
+// (GORACE's atexit_sleep_ms); children report through pipes that are read to
+// the end, so they skip the sleep.
+func childEnviron() []string {
+	return append(os.Environ(), "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 }
 
 // events returns the child's report lines.

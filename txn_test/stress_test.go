@@ -106,7 +106,7 @@ func TestConcurrentUpdatesLoseNothing(t *testing.T) {
 	for i := range stressProcs {
 		p := &proc{name: "go writer " + strconv.Itoa(i)}
 		p.cmd = exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperProcess$")
-		p.cmd.Env = append(os.Environ(), envRole+"=stress", envMeta+"="+meta, envData+"="+data,
+		p.cmd.Env = append(childEnviron(), envRole+"=stress", envMeta+"="+meta, envData+"="+data,
 			envStressID+"="+strconv.Itoa(i), envStressFor+"="+dur.String(),
 			envStressG+"="+strconv.Itoa(stressGoroutines))
 		procs = append(procs, p)
