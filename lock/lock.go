@@ -99,6 +99,10 @@ var (
 	// ErrNotRegular is returned when the path names a directory or another
 	// file that is not a regular file.
 	ErrNotRegular = errors.New("not a regular file")
+
+	// ErrStale is returned by Verify when the path no longer names the
+	// locked file: a process that ignores the lock removed or replaced it.
+	ErrStale = errors.New("the path no longer names the locked file")
 )
 
 type unsupportedError struct{}
@@ -240,6 +244,7 @@ func (e *Error) Unwrap() error { return e.Err }
 type Lock struct {
 	mu   sync.Mutex
 	f    *os.File // nil once released
+	id   fsutil.FileID
 	path string
 	off  int64
 	mode Mode
@@ -300,7 +305,7 @@ func acquire(ctx context.Context, op, path string, mode Mode, wait bool, opts []
 		}
 		same, err := stillAt(id, path)
 		if err == nil && same {
-			return &Lock{f: f, path: path, off: c.offset, mode: mode}, nil
+			return &Lock{f: f, id: id, path: path, off: c.offset, mode: mode}, nil
 		}
 		unlock(f, c.offset)
 		closeFile(f)
@@ -391,6 +396,29 @@ func remedy(fstype string) string {
 		return "this FUSE filesystem does not implement POSIX locks; keep the cache on a local disk"
 	}
 	return "keep the file on a local filesystem that supports byte-range locks"
+}
+
+// Verify returns nil if the path still names the locked file, and an error
+// satisfying errors.Is(err, ErrStale) if it was removed (then also
+// fs.ErrNotExist) or replaced since Acquire. Acquire itself retries in that case; Verify is for holders about
+// to make changes that matter only if others can find them: a lock on an
+// orphaned file no longer excludes processes that open the path.
+func (l *Lock) Verify() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, err := l.file("verify"); err != nil {
+		return err
+	}
+	pid, err := fsutil.PathID(l.path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return l.errorf("verify", fmt.Errorf("%w: %w", ErrStale, err))
+	case err != nil:
+		return l.errorf("verify", err)
+	case pid != l.id:
+		return l.errorf("verify", ErrStale)
+	}
+	return nil
 }
 
 // Path returns the path the lock was acquired on.

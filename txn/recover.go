@@ -110,6 +110,22 @@ func (tx *Tx) applyRecord(b []byte) (committed bool, why string, err error) {
 	if rec.dataBase != filepath.Base(p.data) {
 		return false, "", fmt.Errorf("%w: the record is for %q, not %q", ErrForeignRecord, rec.dataBase, filepath.Base(p.data))
 	}
+	// The commit that wrote the record may have died before syncing it (a
+	// crash before its point of no return): make it durable before changing
+	// anything, or a power loss during recovery could keep the changes and
+	// lose the record that explains them. The staged file is synced before
+	// its rename below.
+	if err := c.step(StepRecoverSyncRecord); err != nil {
+		return false, "", err
+	}
+	if full {
+		if err := syncFile(p.record); err != nil {
+			return false, "", err
+		}
+		if err := fsutil.SyncDir(filepath.Dir(p.record)); err != nil {
+			return false, "", err
+		}
+	}
 	if rec.hasData {
 		staged := filepath.Join(filepath.Dir(p.data), rec.tempName)
 		fi, err := os.Lstat(staged)
@@ -169,6 +185,19 @@ func (tx *Tx) applyRecord(b []byte) (committed bool, why string, err error) {
 		}
 	}
 	return true, "", nil
+}
+
+// syncFile fsyncs the file at path.
+func syncFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // stagedIntact reports whether the staged file at path has the checksum the

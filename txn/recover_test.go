@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/txnpair/txnpair/fsutil"
+	"github.com/txnpair/txnpair/lock"
 	"github.com/txnpair/txnpair/txn"
 )
 
@@ -168,7 +169,7 @@ func TestRead_RecoversAPendingCommit(t *testing.T) {
 // TestRecover_FailureAtEveryRecoveryStep fails recovery before each of its
 // steps, then recovers again: the result is the new pair either way.
 func TestRecover_FailureAtEveryRecoveryStep(t *testing.T) {
-	for _, s := range []txn.Step{txn.StepRecoverRenameData, txn.StepRecoverWriteMeta, txn.StepRecoverSyncApplied, txn.StepRecoverRemoveRecord} {
+	for _, s := range []txn.Step{txn.StepRecoverSyncRecord, txn.StepRecoverRenameData, txn.StepRecoverWriteMeta, txn.StepRecoverSyncApplied, txn.StepRecoverRemoveRecord} {
 		t.Run(string(s), func(t *testing.T) {
 			dir, meta, data := interrupted(t, txn.StepRenameData, true)
 			_, err := txn.Begin(meta, data, failAt(s))
@@ -290,4 +291,23 @@ func TestData_WritesAnIntentBeforeStaging(t *testing.T) {
 	assert.NoError(t, err, "the intent exists once data is staged")
 	require.NoError(t, tx.Rollback())
 	assertOnlyPair(t, dir, filepath.Base(meta))
+}
+
+func TestCommit_RefusesWhenTheMetadataFileWasRemoved(t *testing.T) {
+	dir, meta, data := pairPaths(t)
+	commit(t, meta, data, "m1", "d1")
+	tx, err := txn.Begin(meta, data)
+	require.NoError(t, err)
+	// A cache cleaner that ignores the lock removes the metadata file.
+	require.NoError(t, os.Remove(meta))
+	io.WriteString(tx.Meta(), "m2")
+	io.WriteString(tx.Data(), "d2")
+	err = tx.Commit()
+	assert.ErrorIs(t, err, lock.ErrStale)
+	assert.ErrorIs(t, err, os.ErrNotExist)
+	assert.NotErrorIs(t, err, txn.ErrIncomplete)
+	got, err := os.ReadFile(data)
+	require.NoError(t, err)
+	assert.Equal(t, "d1", string(got), "nothing was committed to an orphaned metadata file")
+	assertOnlyPair(t, dir, filepath.Base(data))
 }

@@ -26,7 +26,7 @@ func stage(target string, perm fs.FileMode) (*stagedFile, error) {
 	prefix := filepath.Join(filepath.Dir(target), "."+filepath.Base(target))
 	for attempt := 0; ; attempt++ {
 		name := prefix + strconv.FormatInt(rand.Int64(), 10)
-		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
+		f, err := createShared(name, perm)
 		if err == nil {
 			return &stagedFile{f: f, target: target}, nil
 		}
@@ -34,6 +34,32 @@ func stage(target string, perm fs.FileMode) (*stagedFile, error) {
 			return nil, err
 		}
 	}
+}
+
+// createShared creates the file at name, which must not exist, for reading
+// and writing. Unlike os.OpenFile it shares delete access, so that while the
+// handle is open the file can still be renamed over the target or removed:
+// after a commit fails past its point of no return, recovery in the same
+// process must be able to do both.
+func createShared(name string, perm fs.FileMode) (*os.File, error) {
+	p, err := windows.UTF16PtrFromString(name)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: name, Err: err}
+	}
+	attrs := uint32(windows.FILE_ATTRIBUTE_NORMAL)
+	if perm&0o200 == 0 {
+		attrs = windows.FILE_ATTRIBUTE_READONLY
+	}
+	h, err := windows.CreateFile(p, windows.GENERIC_READ|windows.GENERIC_WRITE,
+		windows.FILE_SHARE_READ|windows.FILE_SHARE_WRITE|windows.FILE_SHARE_DELETE,
+		nil, windows.CREATE_NEW, attrs, 0)
+	if err != nil {
+		if err == windows.ERROR_FILE_EXISTS {
+			err = fs.ErrExist
+		}
+		return nil, &os.PathError{Op: "open", Path: name, Err: err}
+	}
+	return os.NewFile(uintptr(h), name), nil
 }
 
 func (s *stagedFile) file() *os.File { return s.f }

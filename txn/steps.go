@@ -32,11 +32,16 @@ const (
 // The steps of recovery, which Begin, Read and View run under the exclusive
 // lock when they find a commit record: one left by a crash, or the intent of
 // a transaction that crashed while staging. A record is rolled forward
-// (rename-data, write-meta, sync-applied, remove-temps, remove-record) or, if
+// (sync-record, rename-data, write-meta, sync-applied, remove-temps,
+// remove-record) or, if
 // it never became a commit, discarded (remove-temps, discard-record). Staged
 // files go before the record, so a crash in between leaves the record to find
 // them again.
 const (
+	// StepRecoverSyncRecord: a valid record was found; next it, its
+	// directory and the staged file it names are synced (Full only), since
+	// the commit that wrote them may have died before it could.
+	StepRecoverSyncRecord Step = "recover.sync-record"
 	// StepRecoverRenameData: next the staged file named by a valid record is
 	// renamed over the data file.
 	StepRecoverRenameData Step = "recover.rename-data"
@@ -64,7 +69,7 @@ func Steps() []Step {
 	return []Step{
 		StepWriteRecord, StepSyncRecord, StepRenameData, StepWriteMeta,
 		StepSyncApplied, StepRemoveRecord, StepRelease,
-		StepRecoverRenameData, StepRecoverWriteMeta, StepRecoverSyncApplied,
+		StepRecoverSyncRecord, StepRecoverRenameData, StepRecoverWriteMeta, StepRecoverSyncApplied,
 		StepRecoverRemoveTemps, StepRecoverRemoveRecord, StepRecoverDiscard,
 	}
 }

@@ -346,6 +346,12 @@ func (tx *Tx) commit() error {
 	if tx.werr != nil {
 		return tx.abort(tx.werr)
 	}
+	// A process that ignores the lock may have removed or replaced the
+	// metadata file since Begin: writing to the orphan would be lost, and
+	// others locking the path no longer wait for us.
+	if err := tx.lk.Verify(); err != nil {
+		return tx.abort(err)
+	}
 	if tx.stage != nil {
 		if err := tx.buf.Flush(); err != nil {
 			return tx.abort(&Error{Op: "write data", Path: tx.stage.name(), Err: err})
