@@ -21,8 +21,8 @@ import (
 	"github.com/txnpair/txnpair/lock"
 )
 
-// Cross-process tests re-run this test binary as a child: TestHelperProcess
-// turns into a small lock server when the environment says so. The parent
+// Cross-process tests re-run this test binary as a child: TestMain
+// turns it into a small lock server when the environment says so. The parent
 // sends one command a line on the child's stdin and reads one reply a line
 // from its stdout:
 //
@@ -42,11 +42,13 @@ const (
 	replyTimeout = 30 * time.Second
 )
 
-func TestHelperProcess(t *testing.T) {
-	if os.Getenv(helperEnv) != "1" {
-		t.Skip("helper process for the cross-process tests; not a test by itself")
+// TestMain turns the test binary into the lock server when a cross-process
+// test started it as a child.
+func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) == "1" {
+		os.Exit(serve(os.Getenv(helperPathEnv), os.Stdin, os.Stdout))
 	}
-	os.Exit(serve(os.Getenv(helperPathEnv), os.Stdin, os.Stdout))
+	os.Exit(m.Run())
 }
 
 // scratchDir is t.TempDir, except that its clean-up removes entries one by
@@ -150,7 +152,7 @@ type lockServer struct {
 // startServer starts a helper process that locks path.
 func startServer(t testing.TB, path string) *lockServer {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"=1", helperPathEnv+"="+path)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()

@@ -128,7 +128,7 @@ func asNobody(t *testing.T, e *badEnv, which string) error {
 	// nobody must be able to run the test binary.
 	bin := filepath.Join(filepath.Dir(e.dir), "txn_test.bin")
 	copyFile(t, os.Args[0], bin, 0o755)
-	cmd := exec.Command(bin, "-test.run=^TestHelperProcess$")
+	cmd := exec.Command(bin, "-test.run=^$")
 	cmd.Env = append(childEnviron(), envRole+"=badinput", envBadCase+"="+which, envMeta+"="+e.meta, envData+"="+e.data)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
 	out, err := cmd.CombinedOutput()

@@ -5,7 +5,7 @@
 // included), bad input, failing filesystems and corrupt leftovers.
 //
 // Multi-process tests re-run this test binary: the copy runs only
-// TestHelperProcess, with the environment variable envRole naming what it is
+// TestMain, with the environment variable envRole naming what it is
 // to do. A child reports on its standard output, one line per event, so that
 // the parent learns what happened before the child was killed.
 //
@@ -206,7 +206,7 @@ func runChildBin(t testing.TB, bin, role string, env ...string) *child {
 	ctx, cancel := context.WithTimeout(context.Background(), childTimeout)
 	defer cancel()
 	c := &child{env: append([]string{envRole + "=" + role}, env...)}
-	cmd := exec.CommandContext(ctx, bin, "-test.run=^TestHelperProcess$")
+	cmd := exec.CommandContext(ctx, bin, "-test.run=^$")
 	cmd.Env = append(childEnviron(), c.env...)
 	cmd.Stdout, cmd.Stderr = &c.stdout, &c.stderr
 	c.err = cmd.Run()
@@ -250,19 +250,18 @@ func (c *child) String() string {
 	return fmt.Sprintf("child %v: %v\nstdout:\n%s\nstderr:\n%s", c.env, c.err, c.stdout.String(), c.stderr.String())
 }
 
-// TestHelperProcess is not a test: it is the body of the child processes
-// that other tests start. In a normal run it returns at once.
-func TestHelperProcess(t *testing.T) {
-	role := os.Getenv(envRole)
-	if role == "" {
-		t.Skip("only a helper for child processes")
+// TestMain runs the body of a child process when a test started this binary
+// as one (envRole names its role), and the tests otherwise.
+func TestMain(m *testing.M) {
+	if role := os.Getenv(envRole); role != "" {
+		code := 0
+		if err := childMain(role); err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			code = 3
+		}
+		os.Exit(code)
 	}
-	code := 0
-	if err := childMain(role); err != nil {
-		fmt.Fprintln(os.Stderr, "child:", err)
-		code = 3
-	}
-	os.Exit(code)
+	os.Exit(m.Run())
 }
 
 func childMain(role string) error {
