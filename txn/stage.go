@@ -34,11 +34,12 @@ func stage(target string, perm fs.FileMode) (*stagedFile, error) {
 func (s *stagedFile) file() *os.File { return s.pf.File }
 func (s *stagedFile) name() string   { return s.pf.Name() }
 
-// replace renames the staged file over the target. With sync, renameio
-// syncs it first (a second, cheap sync when the commit already synced it);
-// the caller syncs the directory.
-func (s *stagedFile) replace(sync bool) error {
-	if sync {
+// replace renames the staged file over the target. With syncData it lets
+// renameio sync the file and rename it; without, the caller has synced it
+// already (or wants no sync). durable matters only on Windows: here the
+// caller syncs the directory.
+func (s *stagedFile) replace(syncData, durable bool) error {
+	if syncData {
 		return s.pf.CloseAtomicallyReplace()
 	}
 	s.closed = true

@@ -65,8 +65,12 @@ func createShared(name string, perm fs.FileMode) (*os.File, error) {
 func (s *stagedFile) file() *os.File { return s.f }
 func (s *stagedFile) name() string   { return s.f.Name() }
 
-func (s *stagedFile) replace(sync bool) error {
-	if sync {
+// replace moves the staged file over the target: with syncData it flushes
+// the file first; with durable the move is made with MOVEFILE_WRITE_THROUGH,
+// which returns once the move itself is on disk (what a directory sync does
+// on Unix).
+func (s *stagedFile) replace(syncData, durable bool) error {
+	if syncData {
 		if err := s.f.Sync(); err != nil {
 			return err
 		}
@@ -75,7 +79,7 @@ func (s *stagedFile) replace(sync bool) error {
 	if err := s.f.Close(); err != nil {
 		return err
 	}
-	if err := replaceFile(s.f.Name(), s.target, sync); err != nil {
+	if err := moveFile(s.f.Name(), s.target, durable); err != nil {
 		return err
 	}
 	s.done = true
@@ -101,6 +105,25 @@ func (s *stagedFile) discard() error {
 // return only once the move is flushed to disk, which is what a directory sync
 // does on Unix.
 func replaceFile(staged, target string, sync bool) error {
+	if sync {
+		f, err := os.OpenFile(staged, os.O_RDWR, 0)
+		if err != nil {
+			return err
+		}
+		err = f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return moveFile(staged, target, sync)
+}
+
+// moveFile is MoveFileEx with MOVEFILE_REPLACE_EXISTING, and
+// MOVEFILE_WRITE_THROUGH when durable.
+func moveFile(staged, target string, durable bool) error {
 	from, err := windows.UTF16PtrFromString(staged)
 	if err != nil {
 		return err
@@ -110,7 +133,7 @@ func replaceFile(staged, target string, sync bool) error {
 		return err
 	}
 	flags := uint32(windows.MOVEFILE_REPLACE_EXISTING)
-	if sync {
+	if durable {
 		flags |= windows.MOVEFILE_WRITE_THROUGH
 	}
 	if err := windows.MoveFileEx(from, to, flags); err != nil {

@@ -374,24 +374,10 @@ func (tx *Tx) commitData() error {
 	if err := c.step(StepRenameData); err != nil {
 		return tx.abort(err)
 	}
-	if err := tx.stage.replace(full); err != nil {
+	if err := tx.stage.replace(full, full); err != nil {
 		return tx.abort(err)
 	}
-	if err := c.step(StepSyncApplied); err != nil {
-		return tx.incomplete(err)
-	}
-	if full && !brokenDirSync {
-		if err := fsutil.SyncDir(filepath.Dir(tx.p.data)); err != nil {
-			return tx.incomplete(err)
-		}
-	}
-	if err := c.step(StepRemoveRecord); err != nil {
-		return tx.incomplete(err)
-	}
-	if err := tx.removeRecord(); err != nil {
-		return tx.incomplete(err)
-	}
-	return tx.finish()
+	return tx.settle(false)
 }
 
 // commitPair is the full protocol; see the package documentation and the
@@ -458,7 +444,7 @@ func (tx *Tx) commitPair() error {
 		if err := c.step(StepRenameData); err != nil {
 			return tx.incomplete(err)
 		}
-		if err := tx.stage.replace(false); err != nil {
+		if err := tx.stage.replace(false, full); err != nil {
 			return tx.incomplete(err)
 		}
 	}
@@ -469,22 +455,31 @@ func (tx *Tx) commitPair() error {
 	if err := tx.lk.WriteAll(rec.meta); err != nil {
 		return tx.incomplete(err)
 	}
-	// 5. Make the rename and the metadata durable.
+	return tx.settle(true)
+}
+
+// settle ends a commit whose changes are in place: it makes them durable
+// (the metadata file if it was rewritten, the data file's directory if the
+// data was renamed), then removes the record or intent. A record that
+// reappears after a power loss is applied again, to the same effect, so its
+// removal need not be durable.
+func (tx *Tx) settle(metaWritten bool) error {
+	c := &tx.cfg
 	if err := c.step(StepSyncApplied); err != nil {
 		return tx.incomplete(err)
 	}
-	if full {
-		if err := tx.lk.Sync(); err != nil {
-			return tx.incomplete(err)
+	if c.durability == Full {
+		if metaWritten {
+			if err := tx.lk.Sync(); err != nil {
+				return tx.incomplete(err)
+			}
 		}
 		if tx.stage != nil && !brokenDirSync {
-			if err := fsutil.SyncDir(filepath.Dir(p.data)); err != nil {
+			if err := fsutil.SyncDir(filepath.Dir(tx.p.data)); err != nil {
 				return tx.incomplete(err)
 			}
 		}
 	}
-	// 6. Remove the record. Its removal need not be durable: a record that
-	// reappears after a power loss is applied again, to the same effect.
 	if err := c.step(StepRemoveRecord); err != nil {
 		return tx.incomplete(err)
 	}
