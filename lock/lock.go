@@ -30,9 +30,10 @@
 //
 // Waiting does not poll: Acquire sleeps in the kernel until the byte is free
 // or its context is done. When the context ends first, Acquire returns
-// promptly and no lock is left behind. (On Unix systems other than Linux, a
-// cancelled wait may take and at once drop the lock when the holder releases
-// it.) On Linux a cancelled wait is interrupted with SIGURG, the signal the Go
+// promptly and no lock is left behind. (On Unix systems other than Linux, and
+// on Windows where CancelSynchronousIo cannot end the wait (always under Wine,
+// rarely on Windows itself), a cancelled wait may take and at once drop the
+// lock when the holder releases it.) On Linux a cancelled wait is interrupted with SIGURG, the signal the Go
 // runtime already uses for preemption; programs that subscribe to SIGURG with
 // signal.Notify see these too.
 package lock

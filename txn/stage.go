@@ -49,6 +49,19 @@ func (s *stagedFile) replace(syncData, durable bool) error {
 	return os.Rename(s.pf.Name(), s.target)
 }
 
+// close closes the staged file and leaves it for recovery, after a failure
+// past the point of no return.
+func (s *stagedFile) close() {
+	if !s.closed {
+		s.closed = true
+		s.pf.File.Close()
+	}
+}
+
+// replaceable reports whether the target can be replaced now. It always can
+// on Unix.
+func replaceable(target string) error { return nil }
+
 // discard removes the staged file; a no-op after a successful replace.
 func (s *stagedFile) discard() error {
 	if s.closed {

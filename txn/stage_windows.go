@@ -1,6 +1,7 @@
 package txn
 
 import (
+	"fmt"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -84,6 +85,40 @@ func (s *stagedFile) replace(syncData, durable bool) error {
 	}
 	s.done = true
 	return nil
+}
+
+// close closes the staged file and leaves it for recovery, after a failure
+// past the point of no return: an open handle would keep recovery in this
+// process from moving it.
+func (s *stagedFile) close() {
+	if !s.closed {
+		s.closed = true
+		s.f.Close()
+	}
+}
+
+// replaceable returns an error if the target cannot be replaced now because
+// another handle has it open without FILE_SHARE_DELETE (os.Open does that):
+// MoveFileEx would fail with access denied. Commit asks before its point of
+// no return, so that it can still roll back; a handle opened after the
+// question still makes the move fail, and then recovery completes the commit
+// once the handle is closed.
+func replaceable(target string) error {
+	p, err := windows.UTF16PtrFromString(target)
+	if err != nil {
+		return err
+	}
+	h, err := windows.CreateFile(p, windows.DELETE,
+		windows.FILE_SHARE_READ|windows.FILE_SHARE_WRITE|windows.FILE_SHARE_DELETE,
+		nil, windows.OPEN_EXISTING, windows.FILE_FLAG_BACKUP_SEMANTICS, 0)
+	switch err {
+	case nil:
+		windows.CloseHandle(h)
+		return nil
+	case windows.ERROR_FILE_NOT_FOUND, windows.ERROR_PATH_NOT_FOUND:
+		return nil
+	}
+	return &os.PathError{Op: "replace", Path: target, Err: fmt.Errorf("the data file is open in another handle that does not share delete access: %w", err)}
 }
 
 func (s *stagedFile) discard() error {

@@ -40,9 +40,12 @@
 //     lock lives in it; a rolled-back transaction leaves it in place.
 //   - The lock's limits apply: see package lock (network filesystems,
 //     Windows' mandatory locks).
-//   - On Windows, while any process has the data file open (an unclosed
-//     reader from OpenData, say), Commit cannot replace it and fails with
-//     the system's access-denied error, leaving the old pair.
+//   - On Windows, while any process has the data file open without sharing
+//     delete access (os.Open does not share it; an unclosed reader from
+//     OpenData, say), the file cannot be replaced. Commit checks before its
+//     point of no return and then fails, leaving the old pair; if a reader
+//     opens the file after that check, Commit returns ErrIncomplete and the
+//     next Begin or Read completes it once the reader has closed the file.
 package txn
 
 import (
@@ -399,14 +402,20 @@ func (tx *Tx) commitPair() error {
 		rec.tempName = filepath.Base(tx.stage.name())
 	}
 
-	// 1. Write the record. First reserve the metadata file's space, so that
-	// the in-place write after the point of no return cannot meet a full
-	// disk.
+	// 1. Write the record. First make sure what comes after the point of no
+	// return can succeed: reserve the metadata file's space, so that the
+	// in-place write cannot meet a full disk, and (on Windows) check that no
+	// handle keeps the data file from being replaced.
 	if err := c.step(StepWriteRecord); err != nil {
 		return tx.abort(err)
 	}
 	if err := tx.lk.Reserve(int64(len(rec.meta))); err != nil {
 		return tx.abort(err)
+	}
+	if tx.stage != nil {
+		if err := replaceable(p.data); err != nil {
+			return tx.abort(err)
+		}
 	}
 	rf, err := os.OpenFile(p.record, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, c.perm)
 	if err != nil {
@@ -518,6 +527,9 @@ func (tx *Tx) abort(err error) error {
 // incomplete ends a commit that failed after its record was durable. The
 // record and any staged file stay for recovery.
 func (tx *Tx) incomplete(err error) error {
+	if tx.stage != nil {
+		tx.stage.close()
+	}
 	tx.committed = true
 	rerr := tx.release()
 	return &Error{Op: "commit", Path: tx.p.meta, Err: fmt.Errorf("%w: %w", ErrIncomplete, errors.Join(err, rerr))}

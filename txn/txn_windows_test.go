@@ -302,11 +302,11 @@ func TestWindowsCommit_WritesMetadataInPlaceWhileAnotherProcessWaits(t *testing.
 
 // TestWindowsCommit_FailsWhileAReaderHoldsTheDataFileOpen documents what
 // Windows does when a program holds the data file open without the lock
-// (Go's os.Open does not share delete access): MoveFileEx cannot replace
-// it. The record is already durable, so Commit reports ErrIncomplete with
-// the system's ERROR_ACCESS_DENIED; recovery fails the same way while the
-// file stays open, and completes the commit once it is closed. txn does not
-// retry or wait: the reader is outside the lock protocol.
+// (Go's os.Open does not share delete access): MoveFileEx could not replace
+// it. Commit finds that out before its point of no return and rolls back,
+// leaving the old pair and nothing else; once the reader closes, the same
+// commit goes through. txn does not retry or wait: the reader is outside the
+// lock protocol.
 func TestWindowsCommit_FailsWhileAReaderHoldsTheDataFileOpen(t *testing.T) {
 	dir, meta, data := winPair(t)
 	winCommit(t, meta, data, "m1", "d1")
@@ -314,20 +314,26 @@ func TestWindowsCommit_FailsWhileAReaderHoldsTheDataFileOpen(t *testing.T) {
 	r, err := os.Open(data)
 	require.NoError(t, err)
 	defer r.Close()
-	err = txn.Update(context.Background(), meta, data, func(tx *txn.Tx) error {
-		tx.Meta().Write([]byte("m2"))
-		_, err := tx.Data().Write([]byte("d2"))
-		return err
-	})
-	require.ErrorIs(t, err, txn.ErrIncomplete)
-	assert.ErrorIs(t, err, windows.ERROR_ACCESS_DENIED)
-
-	_, _, err = txn.Read(context.Background(), meta, data)
-	assert.ErrorIs(t, err, windows.ERROR_ACCESS_DENIED, "recovery cannot replace the open file either")
+	update := func() error {
+		return txn.Update(context.Background(), meta, data, func(tx *txn.Tx) error {
+			tx.Meta().Write([]byte("m2"))
+			_, err := tx.Data().Write([]byte("d2"))
+			return err
+		})
+	}
+	err = update()
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, txn.ErrIncomplete, "the commit is refused before its point of no return")
+	assert.ErrorIs(t, err, windows.ERROR_SHARING_VIOLATION)
+	m, d := winRead(t, meta, data)
+	assert.Equal(t, "m1", m, "the old pair stays")
+	assert.Equal(t, "d1", d)
+	assert.ElementsMatch(t, []string{"497deca9.info.json", "497deca9.json"}, winNames(t, dir))
 
 	require.NoError(t, r.Close())
-	m, d := winRead(t, meta, data)
-	assert.Equal(t, "m2", m, "recovery completes the commit once the reader closes")
+	require.NoError(t, update(), "with the reader gone the commit goes through")
+	m, d = winRead(t, meta, data)
+	assert.Equal(t, "m2", m)
 	assert.Equal(t, "d2", d)
 	assert.ElementsMatch(t, []string{"497deca9.info.json", "497deca9.json"}, winNames(t, dir))
 }
