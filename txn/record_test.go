@@ -83,7 +83,15 @@ func FuzzDecodeRecord(f *testing.F) {
 // staging left its intent and a staged file; recovery removes both and keeps
 // the old pair.
 func TestRecover_AnIntentLeadsToTheStagedFile(t *testing.T) {
-	dir := t.TempDir()
+	dir, err := os.MkdirTemp("", "txnpair-record-test-")
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+		os.Remove(dir)
+	})
 	meta, data := filepath.Join(dir, "k.info.json"), filepath.Join(dir, "k.json")
 	require.NoError(t, os.WriteFile(meta, []byte("m"), 0o644))
 	require.NoError(t, os.WriteFile(data, []byte("d"), 0o644))

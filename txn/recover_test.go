@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"testing"
 
@@ -294,6 +295,9 @@ func TestData_WritesAnIntentBeforeStaging(t *testing.T) {
 }
 
 func TestCommit_RefusesWhenTheMetadataFileWasRemoved(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("Windows does not remove a file that the lock's handle holds open, so this cannot happen there")
+	}
 	dir, meta, data := pairPaths(t)
 	commit(t, meta, data, "m1", "d1")
 	tx, err := txn.Begin(meta, data)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -25,7 +26,7 @@ import (
 // pairPaths returns a metadata and a data path in a new directory.
 func pairPaths(t *testing.T) (dir, meta, data string) {
 	t.Helper()
-	dir = t.TempDir()
+	dir = testDir(t)
 	return dir, filepath.Join(dir, "497deca9.info.json"), filepath.Join(dir, "497deca9.json")
 }
 
@@ -366,7 +367,7 @@ func TestRead_MissingPairIsEmpty(t *testing.T) {
 }
 
 func TestBegin_RejectsBadPaths(t *testing.T) {
-	dir := t.TempDir()
+	dir := testDir(t)
 	file := filepath.Join(dir, "file")
 	require.NoError(t, os.WriteFile(file, []byte("x"), 0o644))
 	sub := filepath.Join(dir, "sub")
@@ -374,38 +375,45 @@ func TestBegin_RejectsBadPaths(t *testing.T) {
 	meta := filepath.Join(dir, "k.info.json")
 	require.NoError(t, os.WriteFile(meta, []byte("m"), 0o644))
 	link := filepath.Join(dir, "link-to-meta")
-	require.NoError(t, os.Symlink(meta, link))
+	symlinks := makeSymlink(t, meta, link)
 	hard := filepath.Join(dir, "hard-to-meta")
 	require.NoError(t, os.Link(meta, hard))
 	dangling := filepath.Join(dir, "dangling")
-	require.NoError(t, os.Symlink(filepath.Join(dir, "nowhere"), dangling))
+	symlinks = symlinks && makeSymlink(t, filepath.Join(dir, "nowhere"), dangling)
 	data := filepath.Join(dir, "k.json")
 
 	cases := []struct {
 		name       string
 		meta, data string
 		want       error
+		symlink    bool // the case needs real symbolic links
 	}{
-		{"empty metadata path", "", data, txn.ErrInvalidPath},
-		{"empty data path", meta, "", txn.ErrInvalidPath},
-		{"same path", meta, meta, txn.ErrSameFile},
-		{"same path spelled differently", meta, filepath.Join(dir, ".", "k.info.json"), txn.ErrSameFile},
-		{"same new file", data, data, txn.ErrSameFile},
-		{"data is a symlink to the metadata", meta, link, txn.ErrSameFile},
-		{"data is a hard link to the metadata", meta, hard, txn.ErrSameFile},
-		{"metadata is a directory", sub, data, txn.ErrInvalidPath},
-		{"data is a directory", meta, sub, txn.ErrInvalidPath},
-		{"data is a dangling symlink", meta, dangling, txn.ErrInvalidPath},
-		{"metadata is a dangling symlink", dangling, data, txn.ErrInvalidPath},
-		{"missing metadata directory", filepath.Join(dir, "no", "m"), data, fs.ErrNotExist},
-		{"missing data directory", meta, filepath.Join(dir, "no", "d"), fs.ErrNotExist},
-		{"metadata path through a file", filepath.Join(file, "m"), data, syscall.ENOTDIR},
-		{"data path through a file", meta, filepath.Join(file, "d"), syscall.ENOTDIR},
+		{"empty metadata path", "", data, txn.ErrInvalidPath, false},
+		{"empty data path", meta, "", txn.ErrInvalidPath, false},
+		{"same path", meta, meta, txn.ErrSameFile, false},
+		{"same path spelled differently", meta, filepath.Join(dir, ".", "k.info.json"), txn.ErrSameFile, false},
+		{"same new file", data, data, txn.ErrSameFile, false},
+		{"data is a symlink to the metadata", meta, link, txn.ErrSameFile, true},
+		{"data is a hard link to the metadata", meta, hard, txn.ErrSameFile, false},
+		{"metadata is a directory", sub, data, txn.ErrInvalidPath, false},
+		{"data is a directory", meta, sub, txn.ErrInvalidPath, false},
+		{"data is a dangling symlink", meta, dangling, txn.ErrInvalidPath, true},
+		{"metadata is a dangling symlink", dangling, data, txn.ErrInvalidPath, true},
+		{"missing metadata directory", filepath.Join(dir, "no", "m"), data, fs.ErrNotExist, false},
+		{"missing data directory", meta, filepath.Join(dir, "no", "d"), fs.ErrNotExist, false},
+		{"metadata path through a file", filepath.Join(file, "m"), data, syscall.ENOTDIR, false},
+		{"data path through a file", meta, filepath.Join(file, "d"), syscall.ENOTDIR, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			if c.symlink && !symlinks {
+				t.Skip("this system makes no real symbolic links (Wine, or Windows without the privilege)")
+			}
 			before := listDir(t, dir)
-			_, err := txn.Begin(c.meta, c.data)
+			tx, err := txn.Begin(c.meta, c.data)
+			if err == nil {
+				tx.Rollback() // do not leave the lock held for the next case
+			}
 			require.Error(t, err)
 			assert.ErrorIs(t, err, c.want)
 			var te *txn.Error
@@ -418,6 +426,31 @@ func TestBegin_RejectsBadPaths(t *testing.T) {
 			assert.Equal(t, "m", string(m))
 		})
 	}
+}
+
+// makeSymlink makes link point to target and reports whether the result is
+// a real symbolic link. On Windows creating one needs a privilege, and Wine
+// makes something else; on Unix it must work.
+func makeSymlink(t *testing.T, target, link string) bool {
+	t.Helper()
+	err := os.Symlink(target, link)
+	if runtime.GOOS != "windows" {
+		require.NoError(t, err)
+	}
+	if err != nil {
+		return false
+	}
+	fi, err := os.Lstat(link)
+	if runtime.GOOS != "windows" {
+		require.NoError(t, err)
+		require.NotZero(t, fi.Mode()&fs.ModeSymlink, "os.Symlink made a symbolic link")
+	}
+	if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+		// Wine's os.Symlink reports success and makes nothing.
+		os.Remove(link)
+		return false
+	}
+	return true
 }
 
 func listDir(t *testing.T, dir string) []string {
@@ -437,7 +470,9 @@ func TestCommit_FollowsADataSymlink(t *testing.T) {
 	require.NoError(t, os.Mkdir(store, 0o755))
 	target := filepath.Join(store, "real.json")
 	require.NoError(t, os.WriteFile(target, []byte("d1"), 0o644))
-	require.NoError(t, os.Symlink(target, data))
+	if !makeSymlink(t, target, data) {
+		t.Skip("this system makes no real symbolic links (Wine, or Windows without the privilege)")
+	}
 	commit(t, meta, data, "m2", "d2")
 	fi, err := os.Lstat(data)
 	require.NoError(t, err)

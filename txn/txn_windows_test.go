@@ -10,11 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
@@ -39,20 +37,7 @@ const (
 // clean-up) fails there; the clean-up removes entries one by one.
 func winPair(t *testing.T) (dir, meta, data string) {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "txnpair-txn-test-")
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		var paths []string
-		err := filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
-			paths = append(paths, p)
-			return err
-		})
-		assert.NoError(t, err)
-		slices.Reverse(paths)
-		for _, p := range paths {
-			assert.NoError(t, os.Remove(p))
-		}
-	})
+	dir = testDir(t)
 	return dir, filepath.Join(dir, "497deca9.info.json"), filepath.Join(dir, "497deca9.json")
 }
 
