@@ -13,9 +13,10 @@
 // directory (by renameio), after an intent record beside the metadata file
 // says a transaction is staging. Commit replaces the intent with a
 // checksummed commit record holding the new metadata and the staged file's
-// identity and checksum, and makes it durable before any target changes. Then it renames the staged file
-// over the data file and rewrites the metadata file in place through the
-// locked handle, syncs both, and removes the record. Recovery, which Begin,
+// identity and checksum, and makes it durable before any target changes.
+// Then it renames the staged file over the data file, rewrites the metadata
+// file in place through the locked handle, syncs both, and removes the
+// record. Recovery, which Begin,
 // Read and View run under the exclusive lock when a record exists, rolls a
 // valid record forward and removes the leftovers of transactions that never
 // committed.
@@ -73,7 +74,9 @@ const dataBufferSize = 64 << 10
 // is the idiom, as Rollback is a no-op after Commit.
 //
 // A Tx is not safe for concurrent use by several goroutines. Several Tx on
-// one pair, in one process or many, run one at a time: Begin waits.
+// one pair, in one process or many, run one at a time: Begin waits. So do
+// Read and View: a goroutine that holds a Tx and calls Read on the same pair
+// waits for itself forever; read through the Tx (ReadMeta, OpenData).
 type Tx struct {
 	cfg  config
 	p    pair
