@@ -1,19 +1,15 @@
 package main
 
 import (
-	"bytes"
-	"errors"
-	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/txnpair/txnpair/examples/internal/progtest"
 )
 
 // contendBin is the contend program, built once by TestMain.
@@ -22,38 +18,11 @@ var contendBin string
 // runDuration is how long each test run of contend lasts.
 const runDuration = "1s"
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "contend-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	contendBin = filepath.Join(dir, "contend")
-	if runtime.GOOS == "windows" {
-		contendBin += ".exe"
-	}
-	if out, err := exec.Command("go", "build", "-o", contendBin, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { progtest.Main(m, "contend", &contendBin) }
 
 func contend(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	cmd := exec.Command(contendBin, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitCode(), out.String(), errb.String()
-	}
-	require.NoError(t, err)
-	return 0, out.String(), errb.String()
+	return progtest.Run(t, "", contendBin, args...)
 }
 
 var commitsRE = regexp.MustCompile(`commits:\s+(\d+) `)

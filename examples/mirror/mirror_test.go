@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -17,43 +16,20 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/txnpair/txnpair/examples/internal/progtest"
 )
 
 // mirrorBin is the mirror program, built once by TestMain.
 var mirrorBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "mirror-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	mirrorBin = filepath.Join(dir, "mirror")
-	if out, err := exec.Command("go", "build", "-o", mirrorBin, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { progtest.Main(m, "mirror", &mirrorBin) }
 
 // runMirror runs the built program in dir and returns its exit status and
 // output.
 func runMirror(t *testing.T, dir string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	cmd := exec.Command(mirrorBin, args...)
-	cmd.Dir = dir
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitCode(), out.String(), errb.String()
-	}
-	require.NoError(t, err)
-	return 0, out.String(), errb.String()
+	return progtest.Run(t, dir, mirrorBin, args...)
 }
 
 // condaCheck is conda's load check in Go: the .info.json parses, its mtime_ns

@@ -2,9 +2,7 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/txnpair/txnpair/examples/internal/progtest"
 	"github.com/txnpair/txnpair/txn"
 )
 
@@ -32,23 +31,7 @@ func TestMain(m *testing.M) {
 		crashChild(txn.Step(step), os.Args[len(os.Args)-2], os.Args[len(os.Args)-1])
 		return
 	}
-	dir, err := os.MkdirTemp("", "pairctl-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	pairctlBin = filepath.Join(dir, "pairctl")
-	if runtime.GOOS == "windows" {
-		pairctlBin += ".exe"
-	}
-	if out, err := exec.Command("go", "build", "-o", pairctlBin, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	progtest.Main(m, "pairctl", &pairctlBin)
 }
 
 // crashChild commits a new pair and exits the process at step, as a crash
@@ -75,16 +58,7 @@ func crashChild(step txn.Step, meta, data string) {
 // pairctl runs the built program and returns its exit status and output.
 func pairctl(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	cmd := exec.Command(pairctlBin, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitCode(), out.String(), errb.String()
-	}
-	require.NoError(t, err)
-	return 0, out.String(), errb.String()
+	return progtest.Run(t, "", pairctlBin, args...)
 }
 
 // newPair writes a pair whose metadata records the data file's mtime and
