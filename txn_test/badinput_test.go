@@ -64,6 +64,13 @@ func badCases() []badCase {
 		if err := os.Symlink(target, link); err != nil {
 			t.Skipf("cannot create symbolic links here: %v", err)
 		}
+		fi, err := os.Lstat(link)
+		if underWine() && (err != nil || fi.Mode()&fs.ModeSymlink == 0) {
+			os.Remove(link)
+			t.Skip("Wine differs from Windows: its os.Symlink reports success and makes no symbolic link")
+		}
+		require.NoError(t, err)
+		require.NotZero(t, fi.Mode()&fs.ModeSymlink, "os.Symlink made no symbolic link")
 	}
 	cases := []badCase{
 		{name: "empty metadata path", is: []error{txn.ErrInvalidPath},
@@ -245,12 +252,15 @@ func badCases() []badCase {
 			}},
 		{name: "directory removed mid-transaction", is: []error{fs.ErrNotExist}, gone: true,
 			op: func(t *testing.T, e *badEnv) error {
+				if runtime.GOOS == "windows" {
+					t.Skip("Windows removes no file that a handle has open without delete sharing: the transaction's locked metadata file keeps the directory")
+				}
 				tx := mustBegin(t, e)
 				defer tx.Rollback()
 				tx.Meta().Write(newPair.meta)
 				_, err := tx.Data().Write(newPair.data)
 				require.NoError(t, err)
-				require.NoError(t, os.RemoveAll(e.dir))
+				require.NoError(t, removeTree(e.dir))
 				err = tx.Commit()
 				_, serr := os.Stat(e.dir)
 				assert.ErrorIs(t, serr, fs.ErrNotExist, "the failed commit recreated the directory")
@@ -335,7 +345,7 @@ func TestBadInputFailsCleanly(t *testing.T) {
 	require.GreaterOrEqual(t, len(cases), 20)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			e := &badEnv{dir: t.TempDir()}
+			e := &badEnv{dir: tempDir(t)}
 			e.meta, e.data = pairIn(e.dir)
 			writePair(t, e.meta, e.data, oldPair)
 			if c.setup != nil {

@@ -48,7 +48,7 @@ func recordChecksumOK(b []byte) bool {
 // is replaced) the staged file stay. It returns their contents and the
 // staged file's name suffix.
 func realLeftovers(t testing.TB, mode string) (record, staged []byte, suffix uint64) {
-	meta, data := pairIn(t.TempDir())
+	meta, data := pairIn(tempDir(t))
 	writePair(t, meta, data, fuzzOld)
 	failed := errors.New("stop here")
 	tx, err := txn.Begin(meta, data, txn.WithStepHook(func(s txn.Step) error {
@@ -97,7 +97,7 @@ func FuzzRecoveryLeftovers(f *testing.F) {
 		f.Add(flipped, staged, suffix, uint8(fuzzRecord))
 	}
 	f.Fuzz(func(t *testing.T, record, staged []byte, suffix uint64, which uint8) {
-		dir := t.TempDir()
+		dir := tempDir(t)
 		meta, data := pairIn(dir)
 		writePair(t, meta, data, fuzzOld)
 		var ours []string
@@ -158,7 +158,7 @@ func FuzzRecoveryLeftovers(f *testing.F) {
 // commit still leaves them. With TXNPAIR_WRITE_CORPUS=1 it rewrites the
 // committed corpus under testdata/fuzz; it is how that corpus was made.
 func TestFuzzSeedCorpusCanBeRemade(t *testing.T) {
-	dir := t.TempDir()
+	dir := tempDir(t)
 	if os.Getenv("TXNPAIR_WRITE_CORPUS") == "1" {
 		dir = filepath.Join("testdata", "fuzz", "FuzzRecoveryLeftovers")
 	}

@@ -20,7 +20,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,6 +57,10 @@ const (
 	// afterRead: Read returned (the child has reported what it read).
 	afterRead txn.Step = "test.after-read"
 )
+
+// wineStartAttempts is how many times a child is started under Wine, whose
+// process creation fails now and then, before the test fails.
+const wineStartAttempts = 3
 
 // childTimeout bounds one child process; a child that hangs this long has
 // deadlocked.
@@ -121,6 +127,48 @@ func firstLine(b []byte) string {
 
 func (v version) equal(w version) bool {
 	return bytes.Equal(v.meta, w.meta) && bytes.Equal(v.data, w.data)
+}
+
+// tempDir is t.TempDir, except that its clean-up removes the tree entry by
+// entry with os.Remove: under Wine 8.0 os.RemoveAll fails (Wine does not
+// implement FileDispositionInformationEx), and this suite runs there too.
+// As with t.TempDir, the directory's parent is the test's own, so a test may
+// put files beside the directory or remove it.
+func tempDir(t testing.TB) string {
+	t.Helper()
+	base, err := os.MkdirTemp("", "txnpair-txn_test-")
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, removeTree(base)) })
+	dir := filepath.Join(base, "d")
+	require.NoError(t, os.Mkdir(dir, 0o777))
+	return dir
+}
+
+// removeTree removes dir and everything below it with os.Remove, children
+// first. It is os.RemoveAll for systems where that fails (Wine); a missing
+// dir is not an error.
+func removeTree(dir string) error {
+	var paths []string
+	err := filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		paths = append(paths, p)
+		return nil
+	})
+	if errors.Is(err, fs.ErrNotExist) && len(paths) == 0 {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	slices.Reverse(paths) // children after their parent in walk order
+	for _, p := range paths {
+		if err := os.Remove(p); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // pairIn returns the metadata and data paths of the pair in dir, named as
@@ -206,10 +254,21 @@ func runChildBin(t testing.TB, bin, role string, env ...string) *child {
 	ctx, cancel := context.WithTimeout(context.Background(), childTimeout)
 	defer cancel()
 	c := &child{env: append([]string{envRole + "=" + role}, env...)}
-	cmd := exec.CommandContext(ctx, bin, "-test.run=^$")
-	cmd.Env = append(childEnviron(), c.env...)
-	cmd.Stdout, cmd.Stderr = &c.stdout, &c.stderr
-	c.err = cmd.Run()
+	for attempt := 1; ; attempt++ {
+		cmd := exec.CommandContext(ctx, bin, "-test.run=^$")
+		cmd.Env = append(childEnviron(), c.env...)
+		cmd.Stdout, cmd.Stderr = &c.stdout, &c.stderr
+		err := cmd.Start()
+		if err != nil && underWine() && attempt < wineStartAttempts {
+			// Wine's CreateProcess fails now and then ("Internal
+			// error"); Windows' does not.
+			t.Logf("Wine: starting a child failed, retrying: %v", err)
+			continue
+		}
+		require.NoError(t, err, "starting a child")
+		c.err = cmd.Wait()
+		break
+	}
 	require.NoError(t, ctx.Err(), "child %v did not end within %v (deadlock?); stderr:\n%s", c.env, childTimeout, c.stderr.String())
 	return c
 }
