@@ -103,12 +103,6 @@ func TestCrashAtAnyStepLeavesOldOrNewPair(t *testing.T) {
 		t.Log("-race: full durability, pair commits and recovery by Read only")
 		dnames, cmodes, ops = dnames[:1], []string{modePair}, ops[:1]
 	}
-	if underWine() {
-		// A process starts slowly under Wine: cover every step of every
-		// kind of commit and recovery once, with full durability.
-		t.Log("Wine: full durability only")
-		dnames = dnames[:1]
-	}
 	t.Run("commit", func(t *testing.T) {
 		for _, dname := range dnames {
 			for _, mode := range cmodes {
