@@ -15,9 +15,16 @@ import (
 type pair struct {
 	meta, data string
 	record     string // the commit record beside meta
+
+	// What resolve found, for the check that the two paths are not one file
+	// (checkSame): nil for a file that did not exist.
+	metaPath, dataPath string
+	mfi, dfi           fs.FileInfo
 }
 
 // resolvePair checks the two paths before anything is locked or created.
+// Whether two existing paths are one file (a hard link) is left to
+// checkSame, under the lock.
 func resolvePair(op, metaPath, dataPath string) (pair, error) {
 	meta, mfi, err := resolve(op, metaPath, "metadata")
 	if err != nil {
@@ -27,22 +34,32 @@ func resolvePair(op, metaPath, dataPath string) (pair, error) {
 	if err != nil {
 		return pair{}, err
 	}
-	same := false
-	if mfi != nil && dfi != nil {
-		same = os.SameFile(mfi, dfi)
-	} else {
-		am, err1 := filepath.Abs(meta)
-		ad, err2 := filepath.Abs(data)
-		same = err1 == nil && err2 == nil && am == ad
+	am, err1 := filepath.Abs(meta)
+	ad, err2 := filepath.Abs(data)
+	if err1 == nil && err2 == nil && am == ad {
+		return pair{}, sameFileError(op, metaPath, dataPath)
 	}
-	if same {
-		return pair{}, &Error{Op: op, Path: metaPath, Err: fmt.Errorf("%w: %s and %s", ErrSameFile, metaPath, dataPath)}
-	}
-	p := pair{meta: meta, data: data, record: fsutil.RecordPath(meta)}
+	p := pair{meta: meta, data: data, record: fsutil.RecordPath(meta),
+		metaPath: metaPath, dataPath: dataPath, mfi: mfi, dfi: dfi}
 	if filepath.Clean(p.data) == filepath.Clean(p.record) {
 		return pair{}, &Error{Op: op, Path: dataPath, Err: fmt.Errorf("%w: the data path is the metadata's commit record", ErrInvalidPath)}
 	}
 	return p, nil
+}
+
+// checkSame returns ErrSameFile if both paths existed and name one file. It
+// runs under the lock: on Windows, os.SameFile opens both files to read
+// their IDs, and an open handle, however brief, makes a concurrent commit's
+// MoveFileEx over the data file fail; under the lock no commit runs.
+func (p *pair) checkSame(op string) error {
+	if p.mfi != nil && p.dfi != nil && os.SameFile(p.mfi, p.dfi) {
+		return sameFileError(op, p.metaPath, p.dataPath)
+	}
+	return nil
+}
+
+func sameFileError(op, metaPath, dataPath string) error {
+	return &Error{Op: op, Path: metaPath, Err: fmt.Errorf("%w: %s and %s", ErrSameFile, metaPath, dataPath)}
 }
 
 // resolve follows a symbolic link at path and checks that what it names is a

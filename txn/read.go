@@ -68,6 +68,10 @@ func withReadLock(ctx context.Context, metaPath, dataPath string, opts []Option,
 	if err != nil {
 		return &Error{Op: "read", Path: p.meta, Err: err}
 	}
+	if err := p.checkSame("read"); err != nil {
+		lk.Release()
+		return err
+	}
 	if _, err := os.Lstat(p.record); err == nil || !errors.Is(err, fs.ErrNotExist) {
 		// A commit is pending (or the record cannot be examined): recover
 		// under the exclusive lock and read there.

@@ -124,6 +124,10 @@ func BeginContext(ctx context.Context, metaPath, dataPath string, opts ...Option
 	if err != nil {
 		return nil, &Error{Op: "begin", Path: p.meta, Err: err}
 	}
+	if err := p.checkSame("begin"); err != nil {
+		lk.Release()
+		return nil, err
+	}
 	tx := &Tx{cfg: cfg, p: p, lk: lk}
 	if err := tx.recover(); err != nil {
 		lk.Release()

@@ -86,9 +86,6 @@ func checkState(meta, data []byte) (stressState, bool, error) {
 // in time has deadlocked. Under -race, the race detector watches every
 // process.
 func TestConcurrentUpdatesLoseNothing(t *testing.T) {
-	if runtime.GOOS == "windows" {
-		t.Skip(knownWindowsRenameRace)
-	}
 	dur := stressDuration
 	if raceEnabled {
 		dur /= stressRaceFactor
@@ -165,16 +162,6 @@ func TestConcurrentUpdatesLoseNothing(t *testing.T) {
 	assert.Empty(t, leftovers(t, meta, data), "files left beside the pair")
 	t.Logf("%d commits and %d reads in %v, all consistent", total.Commits, total.Reads, dur)
 }
-
-// knownWindowsRenameRace is why the stress test skips on Windows until txn
-// handles it: Begin and Read compare the two paths' file IDs (os.SameFile
-// opens each file briefly) before they take the lock, and MoveFileEx cannot
-// replace a data file that any handle has open, whatever its sharing mode,
-// so a commit racing another process's Begin or Read fails past its point of
-// no return with ErrIncomplete (and a recovery racing one fails too). Wine and
-// Windows both refuse such a replace.
-const knownWindowsRenameRace = "known bug on Windows: a commit's MoveFileEx fails (access denied) " +
-	"when another Begin or Read has the data file open for an instant to compare file IDs before taking the lock"
 
 func lastLine(b []byte) []byte {
 	b = bytes.TrimSpace(b)
