@@ -530,9 +530,10 @@ func (l *Lock) Reserve(n int64) error {
 	return nil
 }
 
-// Sync commits the locked file's content to stable storage (fsync). A failed
-// Sync must not be retried in the hope of success: the kernel may have
-// dropped the unwritten pages.
+// Sync commits the locked file's content and size to stable storage, though
+// not necessarily its timestamps (fdatasync on Linux, fsync elsewhere). A
+// failed Sync must not be retried in the hope of success: the kernel may
+// have dropped the unwritten pages.
 func (l *Lock) Sync() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -540,7 +541,7 @@ func (l *Lock) Sync() error {
 	if err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
+	if err := syncData(f); err != nil {
 		return l.errorf("sync", err)
 	}
 	return nil

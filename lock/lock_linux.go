@@ -373,3 +373,27 @@ func reserve(f *os.File, n int64) error {
 	}
 	return nil
 }
+
+// syncData is fdatasync: the content and size of a file rewritten in place,
+// without a journal commit for its timestamps.
+func syncData(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		for {
+			serr = unix.Fdatasync(int(fd))
+			if serr != unix.EINTR {
+				break
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: serr}
+	}
+	return nil
+}

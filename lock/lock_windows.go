@@ -225,3 +225,5 @@ func probe(h windows.Handle, off int64) (HolderInfo, error) {
 		return HolderInfo{}, err
 	}
 }
+
+func syncData(f *os.File) error { return f.Sync() }

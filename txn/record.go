@@ -5,20 +5,22 @@ package txn
 // It is written beside the metadata file, made durable before any target
 // changes, and removed once the new pair is in place. It holds everything
 // recovery needs to roll the commit forward without the process that wrote
-// it: the new metadata, and the name, size, checksum and identity of the
-// staged data file. The identity (device and inode) lets recovery tell "the
-// staged file was already renamed over the data file" from "the staged file
-// was lost". The checksum guards the staged data itself: Commit syncs the
-// staged file and the record in parallel, so a power loss during that sync
-// can leave a durable record beside staged data that is not; recovery then
-// finds the checksum wrong and keeps the old pair.
+// it: the new metadata, and the name, size and identity of the staged data
+// file. The identity (device and inode) lets recovery tell "the staged file
+// was already renamed over the data file" from "the staged file was lost".
+// Under Full the staged file is synced before the record is written, so a
+// durable record has durable data behind it. Under NoSync nothing is synced,
+// and a power loss can leave a record beside staged data the disk never got;
+// the record then carries the data's CRC-32C, and recovery that finds it
+// wrong keeps the old pair.
 //
 // Layout, little-endian:
 //
 //	magic   [8]byte  "TXNPAIR" 0x01
-//	flags   uint32   1: replaces data, 2: replaces metadata, 4: intent only
+//	flags   uint32   1: replaces data, 2: replaces metadata, 4: intent only,
+//	                 8: crc holds the data's checksum
 //	size    uint64   the staged data file's size
-//	crc     uint32   its CRC-32C (Castagnoli)
+//	crc     uint32   its CRC-32C (Castagnoli), with flag 8; else 0
 //	dev     uint64   the staged data file's device
 //	ino     uint64   the staged data file's inode
 //	nlen    uint16   then the staged file's base name
@@ -54,6 +56,7 @@ const (
 	flagData   = 1 << 0
 	flagMeta   = 1 << 1
 	flagIntent = 1 << 2
+	flagSum    = 1 << 3
 
 	recordFixed = 8 + 4 + 8 + 4 + 8 + 8 + 2 + 2 + 8 + sha256.Size
 )
@@ -65,6 +68,7 @@ type record struct {
 	intent   bool // a transaction is staging data; nothing is committed
 	hasData  bool
 	dataSize int64
+	hasSum   bool   // dataSum is set
 	dataSum  uint32 // CRC-32C of the staged data
 	tempID   fsutil.FileID
 	tempName string // base name of the staged data file
@@ -86,6 +90,9 @@ func (r *record) encode() []byte {
 	}
 	if r.hasMeta {
 		flags |= flagMeta
+	}
+	if r.hasSum {
+		flags |= flagSum
 	}
 	b = binary.LittleEndian.AppendUint32(b, flags)
 	b = binary.LittleEndian.AppendUint64(b, uint64(r.dataSize))
@@ -114,7 +121,8 @@ func decodeRecord(b []byte) (*record, error) {
 	}
 	d := decoder{b: body[8:]}
 	flags := d.u32()
-	r := &record{intent: flags&flagIntent != 0, hasData: flags&flagData != 0, hasMeta: flags&flagMeta != 0}
+	r := &record{intent: flags&flagIntent != 0, hasData: flags&flagData != 0,
+		hasMeta: flags&flagMeta != 0, hasSum: flags&flagSum != 0}
 	r.dataSize = int64(d.u64())
 	r.dataSum = d.u32()
 	r.tempID.Dev = d.u64()
@@ -126,7 +134,7 @@ func decodeRecord(b []byte) (*record, error) {
 		r.meta = append([]byte{}, meta...)
 	}
 	switch {
-	case d.bad || len(d.b) != 0 || flags&^(flagData|flagMeta|flagIntent) != 0 || flags == 0:
+	case d.bad || len(d.b) != 0 || flags&^(flagData|flagMeta|flagIntent|flagSum) != 0 || flags == 0:
 		return nil, errTornRecord
 	case r.intent:
 		if flags != flagIntent || r.dataSize != 0 || r.dataSum != 0 || r.tempID != (fsutil.FileID{}) ||
@@ -140,7 +148,9 @@ func decodeRecord(b []byte) (*record, error) {
 		return nil, errTornRecord
 	case r.hasData && (!baseName(r.tempName) || !fsutil.IsTempName(r.tempName, r.dataBase)):
 		return nil, errTornRecord
-	case !r.hasData && (r.dataSize != 0 || r.dataSum != 0 || r.tempID != fsutil.FileID{}):
+	case !r.hasData && (r.dataSize != 0 || r.hasSum || r.tempID != fsutil.FileID{}):
+		return nil, errTornRecord
+	case !r.hasSum && r.dataSum != 0:
 		return nil, errTornRecord
 	case !r.hasMeta && len(meta) != 0:
 		return nil, errTornRecord

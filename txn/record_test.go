@@ -15,12 +15,14 @@ import (
 
 func sampleRecords() []*record {
 	return []*record{
-		{hasData: true, dataSize: 4096, dataSum: 0xdeadbeef, tempID: fsutil.FileID{Dev: 64769, Ino: 9978221},
+		{hasData: true, dataSize: 4096, hasSum: true, dataSum: 0xdeadbeef, tempID: fsutil.FileID{Dev: 64769, Ino: 9978221},
 			tempName: ".497deca9.json8674665223082153551", dataBase: "497deca9.json",
 			hasMeta: true, meta: []byte(`{"etag": "\"abc\"", "mtime_ns": 1700000000000000000}`)},
 		{hasMeta: true, meta: []byte{}, dataBase: "k.json"},
 		{hasMeta: true, meta: []byte("m"), dataBase: "k.json"},
 		{intent: true},
+		{hasData: true, dataSize: 1, tempID: fsutil.FileID{Dev: 1, Ino: 2},
+			tempName: ".k.json12", dataBase: "k.json", hasMeta: true, meta: []byte("m")},
 	}
 }
 

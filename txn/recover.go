@@ -141,10 +141,12 @@ func (tx *Tx) applyRecord(b []byte) (committed bool, why string, err error) {
 				// is the old one.
 				return false, "the staged data file does not match the record", nil
 			}
-			if ok, err := stagedIntact(staged, rec.dataSum); err != nil {
-				return false, "", err
-			} else if !ok {
-				return false, "the staged data file fails its checksum", nil
+			if rec.hasSum {
+				if ok, err := stagedIntact(staged, rec.dataSum); err != nil {
+					return false, "", err
+				} else if !ok {
+					return false, "the staged data file fails its checksum", nil
+				}
 			}
 			if err := c.step(StepRecoverRenameData); err != nil {
 				return false, "", err

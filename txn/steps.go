@@ -8,12 +8,15 @@ type Step string
 // The steps of Commit, in order. A commit that replaces only the data file
 // skips the record steps; one that replaces nothing has no steps.
 const (
-	// StepWriteRecord: the staged data file is complete; next the commit
-	// record (new metadata, staged file's name and identity) is written.
+	// StepSyncData: the staged data file is complete; next it is synced
+	// (Full only, and only when the commit replaces the data).
+	StepSyncData Step = "commit.sync-data"
+	// StepWriteRecord: next the commit record (new metadata, the staged
+	// file's name and identity) is written.
 	StepWriteRecord Step = "commit.write-record"
-	// StepSyncRecord: next the staged data file, the record and the
-	// metadata directory are synced (Full only). The record is not yet
-	// durable, so a crash here leaves the old pair.
+	// StepSyncRecord: next the record and the metadata directory are
+	// synced (Full only). The record is not yet durable, so a crash here
+	// leaves the old pair.
 	StepSyncRecord Step = "commit.sync-record"
 	// StepRenameData: the record is durable (the point of no return); next
 	// the staged file is renamed over the data file.
@@ -67,7 +70,7 @@ const (
 // steps are alternatives).
 func Steps() []Step {
 	return []Step{
-		StepWriteRecord, StepSyncRecord, StepRenameData, StepWriteMeta,
+		StepSyncData, StepWriteRecord, StepSyncRecord, StepRenameData, StepWriteMeta,
 		StepSyncApplied, StepRemoveRecord, StepRelease,
 		StepRecoverSyncRecord, StepRecoverRenameData, StepRecoverWriteMeta, StepRecoverSyncApplied,
 		StepRecoverRemoveTemps, StepRecoverRemoveRecord, StepRecoverDiscard,

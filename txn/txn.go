@@ -65,8 +65,13 @@ import (
 	"github.com/txnpair/txnpair/lock"
 )
 
-// dataBufferSize is the size of the buffer in front of the staged data file.
-const dataBufferSize = 64 << 10
+// dataBufferSize is the size of the buffer in front of the staged data file;
+// writes of directWrite bytes or more go straight to the file when the
+// buffer is empty (io.Copy writes 32 KiB at a time).
+const (
+	dataBufferSize = 64 << 10
+	directWrite    = 16 << 10
+)
 
 // Tx is a transaction on one pair, holding the pair's exclusive lock from
 // Begin until Commit or Rollback. You must end every Tx with Commit or
@@ -91,7 +96,7 @@ type Tx struct {
 	stage *stagedFile   // non-nil once Data was called and staging worked
 	buf   *bufio.Writer
 	werr  error  // the first error staging the data
-	sum   uint32 // CRC-32C of the data written so far
+	sum   uint32 // CRC-32C of the data written so far (NoSync only)
 	// hasRecord: this transaction wrote the record file (an intent or the
 	// commit record), which it must remove once its staged file is gone.
 	hasRecord bool
@@ -217,8 +222,16 @@ func (w dataWriter) Write(p []byte) (int, error) {
 	if tx.werr != nil {
 		return 0, tx.werr
 	}
-	n, err := tx.buf.Write(p)
-	tx.sum = crc32.Update(tx.sum, castagnoli, p[:n])
+	var n int
+	var err error
+	if len(p) >= directWrite && tx.buf.Buffered() == 0 {
+		n, err = tx.stage.file().Write(p) // large and aligned: skip the copy
+	} else {
+		n, err = tx.buf.Write(p)
+	}
+	if tx.cfg.durability != Full {
+		tx.sum = crc32.Update(tx.sum, castagnoli, p[:n])
+	}
 	if err != nil {
 		tx.werr = &Error{Op: "write data", Path: tx.stage.name(), Err: err}
 		return n, tx.werr
@@ -405,11 +418,23 @@ func (tx *Tx) commitPair() error {
 		if err != nil {
 			return tx.abort(err)
 		}
-		rec.hasData, rec.dataSize, rec.dataSum, rec.tempID = true, fi.Size(), tx.sum, id
+		rec.hasData, rec.dataSize, rec.tempID = true, fi.Size(), id
+		rec.hasSum, rec.dataSum = !full, tx.sum
 		rec.tempName = filepath.Base(tx.stage.name())
 	}
 
-	// 1. Write the record. First make sure what comes after the point of no
+	// 1. Under Full, make the staged data durable before any record names
+	// it: a durable record then always has durable data behind it. (Under
+	// NoSync, the record's checksum of the data stands in for that.)
+	if full && tx.stage != nil {
+		if err := c.step(StepSyncData); err != nil {
+			return tx.abort(err)
+		}
+		if err := tx.stage.file().Sync(); err != nil {
+			return tx.abort(err)
+		}
+	}
+	// 2. Write the record. First make sure what comes after the point of no
 	// return can succeed: reserve the metadata file's space, so that the
 	// in-place write cannot meet a full disk, and (on Windows) check that no
 	// handle keeps the data file from being replaced.
@@ -433,12 +458,7 @@ func (tx *Tx) commitPair() error {
 	if err == nil {
 		err = c.step(StepSyncRecord)
 	}
-	// 2. Make the staged data, the record and the record's name durable.
-	// Their order among themselves does not matter: the record's checksum
-	// of the staged data covers a power loss in between.
-	if err == nil && full && tx.stage != nil {
-		err = tx.stage.file().Sync()
-	}
+	// 3. Make the record and its name durable.
 	if err == nil && full {
 		err = rf.Sync()
 	}
@@ -454,8 +474,8 @@ func (tx *Tx) commitPair() error {
 
 	// The record is durable: from here on the commit happens, now or in
 	// recovery.
-	// 3. Rename the staged data over the data file. It was synced with the
-	// record, so renameio's own sync-and-rename would only sync it again.
+	// 4. Rename the staged data over the data file. It was synced before
+	// the record, so renameio's own sync-and-rename would only sync it again.
 	if tx.stage != nil {
 		if err := c.step(StepRenameData); err != nil {
 			return tx.incomplete(err)
@@ -464,7 +484,7 @@ func (tx *Tx) commitPair() error {
 			return tx.incomplete(err)
 		}
 	}
-	// 4. Rewrite the metadata in place through the locked handle.
+	// 5. Rewrite the metadata in place through the locked handle.
 	if err := c.step(StepWriteMeta); err != nil {
 		return tx.incomplete(err)
 	}

@@ -135,7 +135,7 @@ func lossCases() []lossCase {
 			out = append(out, lossCase{dname: "full", mode: mode, commitAt: s})
 		}
 	}
-	for _, s := range append(commitSteps(modePair), afterCommit) {
+	for _, s := range append(commitStepsFor(modePair, "nosync"), afterCommit) {
 		out = append(out, lossCase{dname: "nosync", mode: modePair, commitAt: s})
 	}
 	for _, mode := range modes {
