@@ -75,7 +75,7 @@ var (
 		commitFull: 1000, commitNo: 3000,
 		lockReps: 20000, handoffReps: 400,
 		procs: []int{1, 2, 4, 8}, warmWindow: time.Second, window: 3 * time.Second,
-		growth:   []growthSize{{4 << 10, 300}, {1 << 20, 50}, {64 << 20, 7}, {1 << 30, 3}},
+		growth:   []growthSize{{4 << 10, 300}, {1 << 20, 50}, {64 << 20, 9}, {1 << 30, 9}},
 		readReps: 5000,
 	}
 	quick = settings{
