@@ -414,7 +414,7 @@ func (tx *Tx) commitPair() error {
 		if err != nil {
 			return tx.abort(err)
 		}
-		id, err := fsutil.FileIDOf(f)
+		id, err := fsutil.InfoID(f, fi)
 		if err != nil {
 			return tx.abort(err)
 		}
