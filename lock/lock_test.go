@@ -163,28 +163,41 @@ func TestAcquireWaitsUntilRelease(t *testing.T) {
 				ctx, cancel = context.WithCancel(ctx)
 				defer cancel()
 			}
-			got := make(chan error, 1)
-			go func() {
-				l, err := lock.Acquire(ctx, path, lock.Exclusive)
-				if err == nil {
-					err = l.Release()
-				}
-				got <- err
-			}()
-			waitUntilBlocked(t, path)
-			select {
-			case err := <-got:
-				require.FailNow(t, "Acquire returned while the byte was held", "err: %v", err)
-			case <-time.After(stillWaiting):
-			}
+			woke := acquireBehind(t, ctx, path)
 			require.NoError(t, holder.Release())
-			select {
-			case err := <-got:
-				assert.NoError(t, err)
-			case <-time.After(replyTimeout):
-				require.FailNow(t, "Acquire did not wake after the holder released")
-			}
+			woke()
 		})
+	}
+}
+
+// acquireBehind starts an exclusive Acquire of path, which another lock
+// holds, checks that it waits in the kernel and keeps waiting, and returns a
+// function that checks it then wakes and gets the lock (call it after
+// releasing the holder).
+func acquireBehind(t *testing.T, ctx context.Context, path string) (woke func()) {
+	t.Helper()
+	got := make(chan error, 1)
+	go func() {
+		l, err := lock.Acquire(ctx, path, lock.Exclusive)
+		if err == nil {
+			err = l.Release()
+		}
+		got <- err
+	}()
+	waitUntilBlocked(t, path)
+	select {
+	case err := <-got:
+		require.FailNow(t, "Acquire returned while the byte was held", "err: %v", err)
+	case <-time.After(stillWaiting):
+	}
+	return func() {
+		t.Helper()
+		select {
+		case err := <-got:
+			assert.NoError(t, err)
+		case <-time.After(replyTimeout):
+			require.FailNow(t, "Acquire did not wake after the holder released")
+		}
 	}
 }
 

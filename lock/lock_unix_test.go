@@ -13,7 +13,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -119,31 +118,13 @@ func TestAcquireWaitsForCondaLock(t *testing.T) {
 	path := tempPath(t)
 	py := startConda(t, "hold", path)
 	require.Equal(t, "locked", py.line())
-	got := make(chan error, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() {
-		l, err := lock.Acquire(ctx, path, lock.Exclusive)
-		if err == nil {
-			err = l.Release()
-		}
-		got <- err
-	}()
-	waitUntilBlocked(t, path)
-	select {
-	case err := <-got:
-		require.FailNow(t, "Acquire returned while conda held the byte", "err: %v", err)
-	case <-time.After(stillWaiting):
-	}
+	woke := acquireBehind(t, ctx, path)
 	_, err := io.WriteString(py.stdin, "unlock\n")
 	require.NoError(t, err)
 	require.Equal(t, "unlocked", py.line())
-	select {
-	case err := <-got:
-		assert.NoError(t, err)
-	case <-time.After(replyTimeout):
-		require.FailNow(t, "Acquire did not wake when conda unlocked")
-	}
+	woke()
 }
 
 func TestUnsupportedErrorNamesFilesystemAndRemedy(t *testing.T) {

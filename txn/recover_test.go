@@ -204,32 +204,6 @@ func TestRecover_DiscardsATornRecord(t *testing.T) {
 	}
 }
 
-func TestRecover_DiscardsARecordWhoseStagedDataWasLost(t *testing.T) {
-	dir, meta, data := interrupted(t, txn.StepRenameData, true)
-	staged, err := fsutil.TempNames(data)
-	require.NoError(t, err)
-	require.Len(t, staged, 1)
-	require.NoError(t, os.Remove(staged[0]))
-	rec, err := txn.Recover(context.Background(), meta, data)
-	require.NoError(t, err)
-	assert.True(t, rec.Discarded)
-	assertPair(t, meta, data, "m1 is the longer metadata", "d1")
-	assertOnlyPair(t, dir, filepath.Base(meta), filepath.Base(data))
-}
-
-func TestRecover_DiscardsARecordWhoseStagedDataIsTorn(t *testing.T) {
-	dir, meta, data := interrupted(t, txn.StepRenameData, true)
-	staged, err := fsutil.TempNames(data)
-	require.NoError(t, err)
-	require.Len(t, staged, 1)
-	require.NoError(t, os.Truncate(staged[0], 0))
-	rec, err := txn.Recover(context.Background(), meta, data)
-	require.NoError(t, err)
-	assert.True(t, rec.Discarded)
-	assertPair(t, meta, data, "m1 is the longer metadata", "d1")
-	assertOnlyPair(t, dir, filepath.Base(meta), filepath.Base(data))
-}
-
 func TestRecover_RemovesStagedLeftoversOnly(t *testing.T) {
 	dir, meta, data := interrupted(t, txn.StepRemoveRecord, true)
 	ours := []string{"." + filepath.Base(data) + "123", "." + filepath.Base(data) + "9876543210"}
@@ -254,23 +228,36 @@ func TestRecover_RefusesARecordForAnotherDataFile(t *testing.T) {
 	assertPair(t, meta, data, "m2", "d2")
 }
 
-// TestRecover_DiscardsARecordWhoseStagedDataIsCorrupt: under NoSync nothing
-// is synced, so a power loss can leave a record beside staged data the disk
-// never got; the record's checksum catches it. (Under Full the data is synced
+// TestRecover_DiscardsARecordWhoseStagedDataIsDamaged: a record whose staged
+// data is gone, cut short, or (under NoSync, where nothing is synced and the
+// record carries a checksum) holds other bytes of the same size — what a power
+// loss can leave of data that was not yet durable — never became a commit:
+// recovery discards it and keeps the old pair. (Under Full the data is synced
 // before the record is written.)
-func TestRecover_DiscardsARecordWhoseStagedDataIsCorrupt(t *testing.T) {
-	dir, meta, data := interrupted(t, txn.StepRenameData, true, txn.WithDurability(txn.NoSync))
-	staged, err := fsutil.TempNames(data)
-	require.NoError(t, err)
-	require.Len(t, staged, 1)
-	// Same size, other bytes: what a power loss can leave of data that
-	// was not yet durable.
-	require.NoError(t, os.WriteFile(staged[0], []byte("\x00\x00"), 0o644))
-	rec, err := txn.Recover(context.Background(), meta, data)
-	require.NoError(t, err)
-	assert.True(t, rec.Discarded)
-	assertPair(t, meta, data, "m1 is the longer metadata", "d1")
-	assertOnlyPair(t, dir, filepath.Base(meta), filepath.Base(data))
+func TestRecover_DiscardsARecordWhoseStagedDataIsDamaged(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		opts   []txn.Option
+		damage func(staged string) error
+	}{
+		{"lost", nil, os.Remove},
+		{"torn", nil, func(p string) error { return os.Truncate(p, 0) }},
+		{"corrupt", []txn.Option{txn.WithDurability(txn.NoSync)},
+			func(p string) error { return os.WriteFile(p, []byte("\x00\x00"), 0o644) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir, meta, data := interrupted(t, txn.StepRenameData, true, c.opts...)
+			staged, err := fsutil.TempNames(data)
+			require.NoError(t, err)
+			require.Len(t, staged, 1)
+			require.NoError(t, c.damage(staged[0]))
+			rec, err := txn.Recover(context.Background(), meta, data)
+			require.NoError(t, err)
+			assert.True(t, rec.Discarded)
+			assertPair(t, meta, data, "m1 is the longer metadata", "d1")
+			assertOnlyPair(t, dir, filepath.Base(meta), filepath.Base(data))
+		})
+	}
 }
 
 func TestBegin_WithoutARecordDoesNotScanForLeftovers(t *testing.T) {
